@@ -68,7 +68,9 @@ class NativePostgres:
                 "postgresql", "initdb", "no PostgreSQL ≥ 15 binaries found (apt-get install postgresql)"
             )
         run_as = "postgres" if os.geteuid() == 0 else None
-        base = Path("/dev/shm") if Path("/dev/shm").is_dir() and os.access("/dev/shm", os.W_OK) else self.workdir
+        base = (
+            Path("/dev/shm") if Path("/dev/shm").is_dir() and os.access("/dev/shm", os.W_OK) else self.workdir
+        )
         datadir = Path(tempfile.mkdtemp(prefix="certload-pg-", dir=base))
         sockdir = datadir / "sock"
         sockdir.mkdir()
@@ -79,18 +81,41 @@ class NativePostgres:
             for p in (datadir, sockdir, pwfile):
                 os.chown(p, entry.pw_uid, entry.pw_gid)
         self.port = self.port or free_port()
-        initdb = [str(pg_bin / "initdb"), "-D", str(datadir / "data"), "-U", self.user, "-A", "scram-sha-256",
-                  f"--pwfile={pwfile}", "-N", "-E", "UTF8", "--locale=C"]
+        initdb = [
+            str(pg_bin / "initdb"),
+            "-D",
+            str(datadir / "data"),
+            "-U",
+            self.user,
+            "-A",
+            "scram-sha-256",
+            f"--pwfile={pwfile}",
+            "-N",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        ]
         res = subprocess.run(initdb, capture_output=True, text=True, user=run_as, timeout=120)
         pwfile.unlink()
         if res.returncode != 0:
-            raise ComponentFailed("postgresql", " ".join(initdb), "initdb failed", (res.stdout + res.stderr)[-2000:])
-        argv = [str(pg_bin / "postgres"), "-D", str(datadir / "data"), "-p", str(self.port), "-k", str(sockdir)]
+            raise ComponentFailed(
+                "postgresql", " ".join(initdb), "initdb failed", (res.stdout + res.stderr)[-2000:]
+            )
+        argv = [
+            str(pg_bin / "postgres"),
+            "-D",
+            str(datadir / "data"),
+            "-p",
+            str(self.port),
+            "-k",
+            str(sockdir),
+        ]
         for key, value in TEST_SETTINGS.items():
             argv += ["-c", f"{key}={value}"]
         self._datadir = datadir
-        self.process = ManagedProcess("postgresql", argv, self.workdir / "logs" / "postgresql.log", user=run_as,
-                                      stop_signal=2)  # SIGINT: fast shutdown
+        self.process = ManagedProcess(
+            "postgresql", argv, self.workdir / "logs" / "postgresql.log", user=run_as, stop_signal=2
+        )  # SIGINT: fast shutdown
         self.process.start()
         admin = dsn_for(self.user, self.password, self.port, "postgres")
 

@@ -91,7 +91,9 @@ class ManagedProcess:
         while True:
             if not self.alive():
                 code = self.popen.returncode if self.popen else None
-                raise ComponentFailed(self.name, self.command, f"exited with code {code}", tail(self.log_path))
+                raise ComponentFailed(
+                    self.name, self.command, f"exited with code {code}", tail(self.log_path)
+                )
             try:
                 if check():
                     return time.monotonic() - start
