@@ -6,6 +6,7 @@ stop everything on session end, on KeyboardInterrupt and on SIGTERM.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -97,7 +98,7 @@ class ManagedProcess:
             try:
                 if check():
                     return time.monotonic() - start
-            except Exception:  # noqa: BLE001 - a failing probe just means "not yet"
+            except Exception:
                 pass
             if time.monotonic() - start > timeout:
                 raise ComponentFailed(
@@ -114,23 +115,17 @@ class ManagedProcess:
         with _lock:
             RUNNING.pop(p.pid, None)
         if p.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(p.pid, self.stop_signal)
-            except ProcessLookupError:
-                pass
             try:
                 p.wait(timeout)
             except subprocess.TimeoutExpired:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(p.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
                 p.wait(5)
         # a daemon that forked (pg_ctl, apache) may leave group members behind
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(p.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 def stop_all() -> None:
