@@ -1,1 +1,652 @@
-"""pytest glue (being written)."""
+"""pytest glue for load phases: options, the ``certload`` marker and fixture, summary and table.
+
+The work happens elsewhere: :mod:`.thresholds` (grammar, verdicts), :mod:`.engine` (running a
+phase), :mod:`.stats` (results), :mod:`.report` (summary JSON, tables). This module only wires them
+into pytest's life cycle:
+
+- collection: every ``@pytest.mark.certload(...)`` is parsed (executor options and thresholds);
+  a bad value is a collection error naming the test and the fix, before anything starts;
+- ``certload.run(iteration)`` runs the marker's phase, evaluates its thresholds and records it;
+- results reach the session summary locally, or from pytest-xdist workers as report attributes
+  (``PhaseRecord.to_dict`` / ``PhaseResult.to_dict``), so the controller writes the one summary;
+- the summary is written at session end, also after failures and on KeyboardInterrupt.
+"""
+
+from __future__ import annotations
+
+import math
+import ssl
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from pytest_certload.report.machine import describe_machine
+from pytest_certload.report.records import PhaseRecord, PhaseResults, ScenarioInfo, ScenarioResult
+from pytest_certload.report.summary import build_summary
+from pytest_certload.report.table import render_table, summary_lines
+from pytest_certload.report.writer import write_json_atomic
+from pytest_certload.thresholds import ThresholdError, ThresholdSet, abort_check, evaluate, parse_thresholds
+
+MARKERS = {
+    "certload": "certload(executor=..., rate=..., time_unit=..., duration=..., vus=..., stages=..., "
+    "pre_allocated_vus=..., max_vus=..., graceful_stop=..., thresholds={...}, fleets=[...], tags={...}): "
+    "a load scenario with k6's scenario options; run it with the `certload` fixture",
+    "api": "certctl API-tier load scenario",
+    "connector": "connector-tier load scenario (TLS targets: nginx, apache, haproxy, F5 mock)",
+    "scale": "scale-tier load scenario (seeded fleets, bursts, storms)",
+    "acme": "ACME load scenario",
+}
+#: marker keys that are not executor options
+_SCENARIO_KEYS = {"thresholds", "fleets", "tags"}
+_EXECUTOR_KEYS = {
+    "executor", "rate", "time_unit", "duration", "vus", "stages", "pre_allocated_vus", "max_vus",
+    "graceful_stop", "start_rate", "start_offset", "max_iterations",
+    "timeUnit", "preAllocatedVUs", "maxVUs", "gracefulStop", "startRate", "startTime",
+}  # fmt: skip
+
+
+class GeneratorSaturated(Exception):
+    """The load generator, not the server, was the bottleneck: the phase's numbers are not valid."""
+
+
+class ScenarioOptionError(ValueError):
+    """A certload marker (or run_many entry) that cannot run; the message says what to change."""
+
+
+# --- marker options ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScenarioOptions:
+    """A parsed ``certload`` marker: executor spec, thresholds, fleets, scenario tags."""
+
+    raw: Mapping[str, Any]  # executor options as written (after --certload-duration), JSON-safe
+    spec: Any | None  # engine ExecutorSpec; None when the marker gives no executor (run_many defaults)
+    thresholds: ThresholdSet = field(default_factory=ThresholdSet)
+    fleets: tuple[str, ...] = ()
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def target_rate_per_s(self) -> float | None:
+        spec = self.spec
+        if spec is None or not spec.open_model:
+            return None
+        if spec.executor == "ramping-arrival-rate":
+            return max([spec.start_rate, *(s.target for s in spec.stages)]) / spec.time_unit
+        return spec.rate / spec.time_unit
+
+    def describe_rate(self) -> str:
+        spec = self.spec
+        if spec is None:
+            return "-"
+        if spec.executor == "constant-vus":
+            return f"{spec.vus} vus"
+        unit = self.raw.get("time_unit", self.raw.get("timeUnit", "1s"))
+        if spec.executor == "ramping-arrival-rate":
+            return " -> ".join(f"{s.target:g}" for s in spec.stages) + f" / {unit}"
+        return f"{spec.rate:g} / {unit}"
+
+
+def _scale_duration(raw: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """Apply --certload-duration: replace ``duration``; stretch or shrink ramping stages to fit."""
+    out = dict(raw)
+    if "stages" in out and isinstance(out["stages"], list | tuple):
+        from pytest_certload.engine.durations import parse_duration
+
+        lengths = [
+            parse_duration(s["duration"], f"stages[{i}].duration") for i, s in enumerate(out["stages"])
+        ]
+        total = sum(lengths)
+        out["stages"] = [
+            {**s, "duration": f"{seconds * length / total:g}s"}
+            for s, length in zip(out["stages"], lengths, strict=True)
+        ]
+    else:
+        out["duration"] = f"{seconds:g}s"
+    return out
+
+
+def parse_scenario_options(
+    options: Mapping[str, Any], duration_override_s: float | None = None, require_executor: bool = False
+) -> ScenarioOptions:
+    """Marker keyword arguments -> :class:`ScenarioOptions`; raises ScenarioOptionError."""
+    from pytest_certload.engine.durations import ExecutorOptionError
+    from pytest_certload.engine.spec import ExecutorSpec
+
+    unknown = set(options) - _EXECUTOR_KEYS - _SCENARIO_KEYS
+    if unknown:
+        raise ScenarioOptionError(
+            f"unknown certload option(s) {', '.join(sorted(unknown))}; use k6's scenario options "
+            f"({', '.join(sorted(k for k in _EXECUTOR_KEYS if '_' in k or k.islower()))}) "
+            "plus thresholds, fleets, tags"
+        )
+    raw = {k: v for k, v in options.items() if k in _EXECUTOR_KEYS}
+    try:
+        thresholds = parse_thresholds(options.get("thresholds"))
+    except ThresholdError as exc:
+        raise ScenarioOptionError(str(exc)) from None
+    fleets = options.get("fleets", ())
+    if (
+        isinstance(fleets, str)
+        or not isinstance(fleets, list | tuple)
+        or not all(isinstance(f, str) for f in fleets)
+    ):
+        raise ScenarioOptionError(
+            f"fleets must be a list of fleet names, e.g. fleets=['agents_5k'], got {fleets!r}"
+        )
+    tags = options.get("tags", {})
+    if not isinstance(tags, Mapping) or not all(isinstance(k, str) for k in tags):
+        raise ScenarioOptionError(
+            "tags must be a dict of tag name -> value, e.g. tags={'target_type': 'nginx'}"
+        )
+    if "scenario" in tags:
+        raise ScenarioOptionError(
+            "tags may not set 'scenario': it is the scenario's name (pass name= to run())"
+        )
+    if "executor" not in raw:
+        if require_executor:
+            raise ScenarioOptionError(
+                "no executor: give executor='constant-arrival-rate' (or 'ramping-arrival-rate', "
+                "'constant-vus') with its options"
+            )
+        return ScenarioOptions(raw, None, thresholds, tuple(fleets), {k: str(v) for k, v in tags.items()})
+    try:
+        if duration_override_s is not None:
+            raw = _scale_duration(raw, duration_override_s)
+        spec = ExecutorSpec.from_options(raw)
+    except (ExecutorOptionError, KeyError, TypeError) as exc:
+        raise ScenarioOptionError(str(exc)) from None
+    return ScenarioOptions(raw, spec, thresholds, tuple(fleets), {k: str(v) for k, v in tags.items()})
+
+
+def marker_options(item: pytest.Item) -> dict[str, Any] | None:
+    """Keyword arguments of every certload marker on ``item``; the closest marker wins per key."""
+    marks = list(item.iter_markers("certload"))
+    if not marks:
+        return None
+    merged: dict[str, Any] = {}
+    for mark in reversed(marks):  # farthest first, so the closest overrides
+        if mark.args:
+            raise ScenarioOptionError(
+                f"certload takes keyword arguments only (k6 option names), got {mark.args!r}"
+            )
+        merged.update(mark.kwargs)
+    return merged
+
+
+def scenario_name(item: pytest.Item) -> str:
+    """The test's function name, or its parameter id for a parametrized test."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and callspec.id:
+        return callspec.id
+    return getattr(item, "originalname", item.name)
+
+
+# --- session state ----------------------------------------------------------------------------------
+
+
+@dataclass
+class SessionState:
+    """Everything this process keeps for the session summary."""
+
+    summary_path: str | None
+    started: float = field(default_factory=time.monotonic)
+    records: dict[str, PhaseRecord] = field(default_factory=dict)
+    stack: dict[str, Any] | None = None
+    interrupted: bool = False
+    summary: dict[str, Any] | None = None
+
+    def add(self, record: PhaseRecord) -> None:
+        self.records.setdefault(record.id, record)
+        if record.stack is not None and self.stack is None:
+            self.stack = record.stack
+
+
+STATE = pytest.StashKey[SessionState]()
+OPTIONS = pytest.StashKey[ScenarioOptions | None]()
+PENDING = pytest.StashKey[list[PhaseRecord]]()
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def _duration_override(config: pytest.Config) -> float | None:
+    return config.stash[DURATION]
+
+
+DURATION = pytest.StashKey[float | None]()
+HEALTH_BOUNDS = pytest.StashKey[dict[str, float]]()
+
+
+def _health_bounds(config: pytest.Config) -> dict[str, float]:
+    """run_phase keyword arguments for the saturation bounds set in the ini file (or with -o)."""
+    bounds = {}
+    for ini, kwarg in (
+        ("certload_max_lag_p99_ms", "max_lag_p99_ms"),
+        ("certload_max_cpu_fraction", "max_cpu_fraction"),
+    ):
+        raw = config.getini(ini)
+        if raw in (None, ""):
+            continue
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
+            value = math.nan
+        if not math.isfinite(value) or value <= 0:
+            raise pytest.UsageError(f"{ini} = {raw!r}: give a positive number (e.g. {ini} = 20)")
+        bounds[kwarg] = value
+    return bounds
+
+
+# --- hooks ------------------------------------------------------------------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("certload", "certload load scenarios")
+    group.addoption(
+        "--certload-duration",
+        metavar="DUR",
+        default=None,
+        help="override every load phase's duration (k6 duration: 2s, 30s, 1m; ramping stages are scaled)",
+    )
+    group.addoption(
+        "--certload-summary", metavar="PATH", default=None, help="write the k6-shaped summary JSON here"
+    )
+    group.addoption(
+        "--certload-list",
+        action="store_true",
+        default=False,
+        help="list the collected load scenarios (executor, rate, duration, thresholds, fleets) and exit",
+    )
+    parser.addini(
+        "certload_max_lag_p99_ms",
+        "generator saturation bound: event-loop lag p99 in ms above which a phase is an error "
+        "(default: the engine's, 10)",
+        default=None,
+    )
+    parser.addini(
+        "certload_max_cpu_fraction",
+        "generator saturation bound: process CPU as a fraction of one core (default: the engine's, 0.85)",
+        default=None,
+    )
+    group.addoption(
+        "--certload-insecure",
+        action="store_true",
+        default=False,
+        help="do not verify TLS certificates of certctl and the targets (debugging only; never the default)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, text in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {text}" if name != "certload" else text)
+    duration = config.getoption("certload_duration")
+    if duration is not None:
+        from pytest_certload.engine.durations import ExecutorOptionError, parse_duration
+
+        try:
+            config.stash[DURATION] = parse_duration(duration, "--certload-duration")
+        except ExecutorOptionError as exc:
+            raise pytest.UsageError(str(exc)) from None
+    else:
+        config.stash[DURATION] = None
+    config.stash[HEALTH_BOUNDS] = _health_bounds(config)
+    config.stash[STATE] = SessionState(config.getoption("certload_summary"))
+    if config.getoption("certload_list"):
+        config.option.dist = "no"  # listing runs nothing: keep pytest-xdist from starting workers
+        config.option.tx = []
+    config.pluginmanager.register(SessionPlugin(config), f"certload-session-{id(config)}")
+
+
+def _validate(item: pytest.Item) -> None:
+    """Parse the item's certload marker once; raise ScenarioOptionError naming the test."""
+    if OPTIONS in item.stash:
+        return
+    try:
+        options = marker_options(item)
+        item.stash[OPTIONS] = (
+            None if options is None else parse_scenario_options(options, _duration_override(item.config))
+        )
+    except ScenarioOptionError as exc:
+        raise ScenarioOptionError(f"{item.nodeid}: invalid @pytest.mark.certload: {exc}") from None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: object):
+    """Validate certload markers as items are made, so a bad one is a collection error of its module."""
+    result = yield
+    items = result if isinstance(result, list) else [result]
+    for item in items:
+        if isinstance(item, pytest.Item):
+            try:
+                _validate(item)
+            except ScenarioOptionError as exc:
+                raise collector.CollectError(str(exc)) from None
+    return result
+
+
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    """Catch markers added after item creation (e.g. by other plugins) -- still before anything runs."""
+    problems = []
+    for item in items:
+        try:
+            _validate(item)
+        except ScenarioOptionError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise pytest.UsageError("\n".join(problems))
+
+
+def list_lines(items: list[pytest.Item]) -> list[str]:
+    """The --certload-list table: one row per collected load scenario."""
+    rows = []
+    for item in items:
+        options = item.stash.get(OPTIONS, None)
+        if options is None:
+            continue
+        markers = sorted({m.name for m in item.iter_markers() if m.name in MARKERS})
+        spec = options.spec
+        thresholds = "; ".join(f"{t.key}: {t.expression}" for t in options.thresholds) or "-"
+        rows.append(
+            [
+                item.nodeid,
+                ",".join(markers),
+                spec.executor if spec else "(run_many)",
+                options.describe_rate(),
+                f"{spec.total_duration:g}s" if spec else "-",
+                thresholds,
+                ",".join(options.fleets) or "-",
+            ]
+        )
+    header = ["test", "markers", "executor", "rate", "duration", "thresholds", "fleets"]
+    return [f"certload scenarios: {len(rows)}", *render_table(header, rows)]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    report = yield
+    pending = item.stash.get(PENDING, [])
+    if pending and _is_worker(item.config):
+        report.certload_records = [r.to_dict() for r in pending]  # travels to the xdist controller
+        pending.clear()
+    if call.excinfo is not None and call.excinfo.errisinstance(GeneratorSaturated):
+        report.certload_saturated = True
+        report.longrepr = f"GeneratorSaturated: {call.excinfo.value}"
+    return report
+
+
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
+    if getattr(report, "certload_saturated", False) and report.when == "call":
+        return "error", "E", ("ERROR", {"red": True})
+    return None
+
+
+class SessionPlugin:
+    """The per-session half of the glue (one instance per pytest config, registered at configure)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.state = config.stash[STATE]
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self.state.started = time.monotonic()
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> bool | None:
+        """--certload-list: print the scenario table instead of running anything."""
+        if not self.config.getoption("certload_list"):
+            return None
+        if session.testsfailed and not self.config.option.continue_on_collection_errors:
+            return None  # let pytest report the collection errors
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        for line in list_lines(session.items):
+            if reporter is not None:
+                reporter.write_line(line)
+            else:
+                print(line)
+        return True
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """On the xdist controller: adopt the phase records a worker attached to its report."""
+        records = getattr(report, "certload_records", None)
+        if not records or _is_worker(self.config):
+            return
+        for data in records:
+            if data["id"] not in self.state.records:
+                self.state.add(PhaseRecord.from_dict(data))
+
+    def write_summary(self, exitstatus: int | None) -> None:
+        state = self.state
+        if _is_worker(self.config) or not (state.records or state.summary_path):
+            return
+        state.summary = build_summary(
+            list(state.records.values()),
+            run_duration_s=time.monotonic() - state.started,
+            machine=describe_machine(),
+            stack=state.stack,
+            interrupted=state.interrupted,
+            exit_status=exitstatus,
+            stdout_tty=sys.stdout.isatty(),
+        )
+        if state.summary_path:
+            write_json_atomic(state.summary_path, state.summary)
+
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        self.state.interrupted = True
+        self.write_summary(None)
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if exitstatus == pytest.ExitCode.INTERRUPTED:
+            self.state.interrupted = True
+        self.write_summary(int(exitstatus))
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        state = self.state
+        if state.summary is None or not state.records:
+            return
+        terminalreporter.section("certload")
+        for line in summary_lines(state.summary):
+            terminalreporter.write_line(line)
+        if state.summary_path:
+            terminalreporter.write_line(f"summary written to {state.summary_path}")
+
+
+# --- the fixture ------------------------------------------------------------------------------------
+
+
+class Certload:
+    """The ``certload`` fixture: runs the test's load phase and returns its verdicts."""
+
+    def __init__(self, request: pytest.FixtureRequest) -> None:
+        self._request = request
+        self._item = request.node
+        self._config = request.config
+
+    @property
+    def options(self) -> ScenarioOptions | None:
+        """The test's parsed certload marker (None when it has none)."""
+        return self._item.stash.get(OPTIONS, None)
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """Verification against the stack's CA when the test uses ``certload_stack``; else the system's."""
+        from pytest_certload.engine.http import make_ssl_context
+
+        if self._config.getoption("certload_insecure"):
+            return make_ssl_context(insecure=True)
+        stack = self._stack()
+        return make_ssl_context(getattr(stack, "ca_bundle", None))
+
+    def _stack(self) -> Any | None:
+        if "certload_stack" not in self._request.fixturenames:
+            return None
+        return self._request.getfixturevalue("certload_stack")
+
+    def run(
+        self,
+        iteration: Any,
+        *,
+        name: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> ScenarioResult:
+        """Run the marker's scenario with ``iteration``; thresholds are evaluated, not asserted."""
+        options = self.options
+        if options is None or options.spec is None:
+            pytest.fail(
+                f"{self._item.nodeid}: certload.run needs @pytest.mark.certload(executor=..., ...)",
+                pytrace=False,
+            )
+        name = name or scenario_name(self._item)
+        record = self._run_phase({name: (iteration, options, dict(tags or {}))}, ThresholdSet(), ssl_context)
+        return ScenarioResult(record, name)
+
+    def run_many(
+        self,
+        scenarios: Mapping[str, tuple[Any, Mapping[str, Any]]],
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> PhaseResults:
+        """Run several scenarios concurrently, each with its own marker-like options and thresholds.
+
+        The test's own certload marker, if any, supplies defaults (e.g. ``duration``) and its
+        thresholds apply to the whole phase, as k6's top-level ``thresholds`` do.
+        """
+        base = marker_options(self._item) or {}
+        base_executor = {k: v for k, v in base.items() if k in _EXECUTOR_KEYS}
+        override = _duration_override(self._config)
+        parsed = {}
+        for scenario, entry in scenarios.items():
+            if not (isinstance(entry, tuple | list) and len(entry) == 2 and isinstance(entry[1], Mapping)):
+                raise ScenarioOptionError(f"run_many[{scenario!r}] must be (iteration, options_dict)")
+            iteration, own = entry
+            try:
+                merged = {**base_executor, "tags": base.get("tags", {}), **own}
+                parsed[scenario] = (
+                    iteration,
+                    parse_scenario_options(merged, override, require_executor=True),
+                    {},
+                )
+            except ScenarioOptionError as exc:
+                raise ScenarioOptionError(f"run_many scenario {scenario!r}: {exc}") from None
+        phase_thresholds = self.options.thresholds if self.options else ThresholdSet()
+        return PhaseResults(self._run_phase(parsed, phase_thresholds, ssl_context))
+
+    def _run_phase(
+        self,
+        scenarios: Mapping[str, tuple[Any, ScenarioOptions, dict[str, str]]],
+        phase_thresholds: ThresholdSet,
+        ssl_context: ssl.SSLContext | None,
+    ) -> PhaseRecord:
+        from pytest_certload.engine import ScenarioRun, run_phase
+
+        ctx = ssl_context if ssl_context is not None else self.ssl_context()
+        scoped = {name: opts.thresholds.scoped(name) for name, (_, opts, _) in scenarios.items()}
+        runs = [
+            ScenarioRun(name, opts.spec, iteration, {**opts.tags, **extra})
+            for name, (iteration, opts, extra) in scenarios.items()
+        ]
+        every = ThresholdSet(tuple(t for ts in scoped.values() for t in ts) + tuple(phase_thresholds))
+        started = time.monotonic()
+        outcome = run_phase(
+            runs, ssl_context=ctx, **self._config.stash[HEALTH_BOUNDS], **_abort_kwargs(run_phase, every)
+        )
+        duration_s = _phase_duration(outcome, time.monotonic() - started)
+        result = outcome.result
+        health = outcome.health
+        infos = [
+            ScenarioInfo(
+                name=name,
+                options=_json_safe_options(opts.raw),
+                executor=opts.spec.executor,
+                target_rate_per_s=opts.target_rate_per_s,
+                target_vus=opts.spec.vus or None,
+                verdicts=evaluate(scoped[name], result, duration_s),
+            )
+            for name, (_, opts, _) in scenarios.items()
+        ]
+        stack = self._stack()
+        record = PhaseRecord(
+            nodeid=self._item.nodeid,
+            result=result,
+            duration_s=duration_s,
+            scenarios=infos,
+            phase_verdicts=evaluate(phase_thresholds, result, duration_s),
+            health=_health_dict(health),
+            saturated=bool(getattr(health, "saturated", False)),
+            saturation_reason=str(getattr(health, "reason", "") or ""),
+            aborted=getattr(outcome, "aborted", None) or None,
+            stack=stack.describe() if stack is not None and hasattr(stack, "describe") else None,
+        )
+        self._config.stash[STATE].add(record)
+        self._item.stash.setdefault(PENDING, []).append(record)
+        if record.saturated:
+            raise GeneratorSaturated(
+                f"the load generator, not the server, was the bottleneck ({record.saturation_reason}); "
+                "this phase's latencies describe the generator. Lower the rate, give the generator a core "
+                "of its own, or split the load with pytest-xdist."
+            )
+        return record
+
+
+def _abort_kwargs(run_phase: Any, thresholds: ThresholdSet) -> dict[str, Any]:
+    """Pass the abortOnFail callback if the engine's run_phase accepts one."""
+    check = abort_check(thresholds)
+    if check is None:
+        return {}
+    import inspect
+
+    params = inspect.signature(run_phase).parameters
+    for name in ("abort_check", "should_abort", "abort"):
+        if name in params:
+            return {name: check}
+    return {}
+
+
+def _phase_duration(outcome: Any, measured_s: float) -> float:
+    for attr in ("duration_s", "elapsed_s", "wall_seconds"):
+        value = getattr(outcome, attr, None)
+        if isinstance(value, int | float) and math.isfinite(value) and value > 0:
+            return float(value)
+    meta = getattr(outcome.result, "meta", {}) or {}
+    for key in ("duration_s", "wall_seconds"):
+        value = meta.get(key)
+        if isinstance(value, int | float) and value > 0:
+            return float(value)
+    return measured_s
+
+
+def _health_dict(health: Any) -> dict[str, Any]:
+    if health is None:
+        return {}
+    if hasattr(health, "to_dict"):
+        return dict(health.to_dict())
+    if isinstance(health, Mapping):
+        return dict(health)
+    return {k: v for k, v in vars(health).items() if not k.startswith("_")}
+
+
+def _json_safe_options(raw: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in raw.items()}
+
+
+@pytest.fixture
+def certload(request: pytest.FixtureRequest) -> Certload:
+    """Run this test's load phase: ``certload.run(iteration)`` / ``certload.run_many({...})``."""
+    return Certload(request)
+
+
+__all__ = [
+    "Certload",
+    "GeneratorSaturated",
+    "ScenarioOptionError",
+    "ScenarioOptions",
+    "parse_scenario_options",
+]

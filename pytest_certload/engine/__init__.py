@@ -1,1 +1,24 @@
-"""engine."""
+"""The load engine: a lean HTTP/1.1 client, k6-named executors, generator health, run_phase()."""
+
+from pytest_certload.engine.durations import ExecutorOptionError, parse_duration
+from pytest_certload.engine.health import GeneratorHealth
+from pytest_certload.engine.http import HttpClient, Response, make_ssl_context
+from pytest_certload.engine.phase import PhaseOutcome, run_phase, run_phase_async
+from pytest_certload.engine.scenario import IterationContext, ScenarioRun
+from pytest_certload.engine.spec import ExecutorSpec, Stage
+
+__all__ = [
+    "ExecutorOptionError",
+    "ExecutorSpec",
+    "GeneratorHealth",
+    "HttpClient",
+    "IterationContext",
+    "PhaseOutcome",
+    "Response",
+    "ScenarioRun",
+    "Stage",
+    "make_ssl_context",
+    "parse_duration",
+    "run_phase",
+    "run_phase_async",
+]

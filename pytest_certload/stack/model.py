@@ -53,6 +53,7 @@ class Stack:
     rate_limit_enabled: bool = False
     bootstrap_token: Secret | None = None
     components: dict[str, dict] = field(default_factory=dict)  # name -> {command|image, ready_s, log}
+    skipped: dict[str, str] = field(default_factory=dict)  # target name -> why it is not in ``targets``
 
     @property
     def target_label(self) -> str:
@@ -75,6 +76,7 @@ class Stack:
             "rate_limit_enabled": self.rate_limit_enabled,
             "owned": self.owned,
             "targets": {name: t.url for name, t in self.targets.items()},
+            "skipped_targets": dict(self.skipped),
             "components": {
                 name: {k: v for k, v in info.items() if k in ("command", "image", "ready_s", "version")}
                 for name, info in self.components.items()

@@ -1,0 +1,28 @@
+"""Executors by k6 name; a new executor is one new module registered here."""
+
+from __future__ import annotations
+
+from pytest_certload.engine.executors.arrival import ArrivalRateExecutor
+from pytest_certload.engine.executors.base import Executor, graceful_stop
+from pytest_certload.engine.executors.constant_vus import ConstantVusExecutor
+from pytest_certload.engine.scenario import ScenarioRuntime
+
+EXECUTOR_TYPES = {
+    "constant-arrival-rate": ArrivalRateExecutor,
+    "ramping-arrival-rate": ArrivalRateExecutor,
+    "constant-vus": ConstantVusExecutor,
+}
+
+
+def make_executor(runtime: ScenarioRuntime) -> Executor:
+    return EXECUTOR_TYPES[runtime.spec.executor](runtime)
+
+
+__all__ = [
+    "EXECUTOR_TYPES",
+    "ArrivalRateExecutor",
+    "ConstantVusExecutor",
+    "Executor",
+    "graceful_stop",
+    "make_executor",
+]

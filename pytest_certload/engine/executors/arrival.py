@@ -1,0 +1,114 @@
+"""Open model: constant-arrival-rate and ramping-arrival-rate (k6's semantics, wrk2's clock).
+
+Each arrival has an intended start from the schedule. A timer callback (no coroutine per tick)
+starts every arrival that is due; when ``max_vus`` iterations are already in flight the arrival
+is dropped and counted (``dropped_iterations``, as k6). An arrival that starts late is counted in
+``late_starts`` and its lateness stays inside the first request's ``http_req_duration``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from time import monotonic_ns
+
+from pytest_certload.engine.executors.base import graceful_stop
+from pytest_certload.engine.scenario import ScenarioRuntime
+from pytest_certload.engine.schedule import arrival_offsets_ns
+
+
+class ArrivalRateExecutor:
+    def __init__(self, runtime: ScenarioRuntime) -> None:
+        self.runtime = runtime
+        spec = runtime.spec
+        self._arrivals = arrival_offsets_ns(spec)
+        self._next: tuple[int, int] | None = None
+        self._free_vus = list(range(spec.pre_allocated_vus, 0, -1))  # pop() hands out VU 1 first
+        self._allocated = spec.pre_allocated_vus
+        self._max_vus = spec.max_vus
+        self._inflight: set[asyncio.Task] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._done: asyncio.Future | None = None
+        self._t0 = 0
+        self.scheduled = 0
+        self.dropped = 0
+        self.max_inflight = 0
+        self.schedule_end_ns = 0
+
+    async def run(self, t0_ns: int) -> None:
+        loop = self._loop = asyncio.get_running_loop()
+        self._done = loop.create_future()
+        self._t0 = t0_ns
+        self._next = next(self._arrivals, None)
+        self._arm()
+        try:
+            await self._done
+        finally:
+            self.schedule_end_ns = monotonic_ns()
+        await graceful_stop(self._inflight, self.runtime.spec.graceful_stop)
+
+    def _arm(self) -> None:
+        nxt = self._next
+        if nxt is None:
+            if not self._done.done():  # type: ignore[union-attr]
+                self._done.set_result(None)  # type: ignore[union-attr]
+            return
+        delay = self._t0 + nxt[1] - monotonic_ns()
+        if delay > 0:
+            self._loop.call_later(delay / 1e9, self._tick)  # type: ignore[union-attr]
+        else:
+            self._loop.call_soon(self._tick)  # type: ignore[union-attr]
+
+    def _tick(self) -> None:
+        now = monotonic_ns()
+        t0 = self._t0
+        arrivals = self._arrivals
+        nxt = self._next
+        while nxt is not None and t0 + nxt[1] <= now:
+            self._launch(nxt[0], t0 + nxt[1])
+            nxt = next(arrivals, None)
+        self._next = nxt
+        self._arm()
+
+    def _launch(self, number: int, intended_ns: int) -> None:
+        self.scheduled += 1
+        if self._free_vus:
+            vu = self._free_vus.pop()
+        elif self._allocated < self._max_vus:
+            self._allocated += 1
+            vu = self._allocated
+        else:
+            self.dropped += 1
+            return
+        task = self._loop.create_task(self._iteration(vu, number, intended_ns))  # type: ignore[union-attr]
+        inflight = self._inflight
+        inflight.add(task)
+        task.add_done_callback(inflight.discard)
+        if len(inflight) > self.max_inflight:
+            self.max_inflight = len(inflight)
+
+    async def _iteration(self, vu: int, number: int, intended_ns: int) -> None:
+        try:
+            await self.runtime.run_iteration(vu, number, intended_ns, True)
+        finally:
+            self._free_vus.append(vu)
+
+    def meta(self) -> dict:
+        spec = self.runtime.spec
+        rt = self.runtime
+        duration = spec.total_duration
+        span = (rt.last_start_ns - rt.first_start_ns) / 1e9
+        return {
+            "executor": spec.executor,
+            "share": [spec.share_index, spec.share_count],
+            "schedule_seconds": duration,
+            "scheduled_arrivals": self.scheduled,
+            "dropped_iterations": self.dropped,
+            "target_rate": self.scheduled / duration if duration else 0.0,
+            # started iterations per second of schedule, and the same measured between the first and
+            # last actual starts (what a wall clock sees)
+            "achieved_rate": rt.started / duration if duration else 0.0,
+            "achieved_rate_wall": (rt.started - 1) / span if rt.started > 1 and span > 0 else 0.0,
+            "vus_allocated": self._allocated,
+            "max_vus": self._max_vus,
+            "max_in_flight": self.max_inflight,
+        }

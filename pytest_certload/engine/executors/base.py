@@ -1,0 +1,33 @@
+"""What every executor shares: the protocol the phase runner drives, and graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+from pytest_certload.engine.scenario import ScenarioRuntime
+
+
+class Executor(Protocol):
+    runtime: ScenarioRuntime
+
+    async def run(self, t0_ns: int) -> None:
+        """Run the schedule starting at monotonic ``t0_ns``, then stop gracefully."""
+
+    def meta(self) -> dict:
+        """Executor facts for the result meta (target/achieved rate, VUs, drops)."""
+
+
+async def graceful_stop(tasks: set[asyncio.Task], seconds: float) -> int:
+    """Give in-flight iterations ``seconds`` to finish (k6's gracefulStop), then cancel the rest.
+
+    Returns how many were cancelled (each is counted as interrupted by the iteration runner).
+    """
+    if tasks:
+        await asyncio.wait(set(tasks), timeout=seconds)
+    left = [t for t in tasks if not t.done()]
+    for task in left:
+        task.cancel()
+    if left:
+        await asyncio.gather(*left, return_exceptions=True)
+    return len(left)

@@ -1,0 +1,100 @@
+"""The engine's hot path into the stats Recorder: cached series, raw int64 ns appends, plain counts.
+
+Tag sets are built once per distinct (request tags, status, error) and the series arrays behind
+them are kept, so recording a request is a dict lookup plus six ``array.append`` calls. Counters
+are kept as ints here and written to the Recorder once, when the phase ends (``flush``).
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections import Counter
+
+from pytest_certload.engine.http import Response
+from pytest_certload.stats import Recorder, TagSet, tagset
+
+REQUEST_TRENDS = (
+    "http_req_duration",
+    "http_req_service_time",
+    "http_req_connecting",
+    "http_req_tls_handshaking",
+    "http_req_waiting",
+)
+
+
+def status_class(status: int) -> str:
+    return "error" if status == 0 else f"{status // 100}xx"
+
+
+class _RequestSeries:
+    __slots__ = ("connecting", "count", "duration", "failed", "service", "tags", "tls", "waiting")
+
+    def __init__(self, recorder: Recorder, tags: TagSet) -> None:
+        self.tags = tags
+        self.duration, self.service, self.connecting, self.tls, self.waiting = (
+            recorder.trend(name, tags) for name in REQUEST_TRENDS
+        )
+        self.failed = [0, 0]  # trues, total: folded into the Recorder's rate at flush
+        self.count = 0
+
+
+class ScenarioRecorder:
+    """Records one scenario's requests and iterations into a shared :class:`Recorder`."""
+
+    __slots__ = ("_base", "_counters", "_recorder", "_series", "iteration_duration", "start_lag")
+
+    def __init__(self, recorder: Recorder, scenario: str, tags: dict[str, str] | None = None) -> None:
+        self._recorder = recorder
+        self._base = {**(tags or {}), "scenario": scenario}
+        self._series: dict[tuple, _RequestSeries] = {}
+        self._counters: Counter[tuple[str, TagSet]] = Counter()
+        base = tagset(self._base)
+        self.iteration_duration: array = recorder.trend("iteration_duration", base)
+        # ours: how late each iteration started against its intended time (open model)
+        self.start_lag: array = recorder.trend("iteration_start_lag", base)
+
+    def request(
+        self, resp: Response, duration_ns: int, service_ns: int, tags: dict[str, str] | None, failed: bool
+    ) -> None:
+        status = resp.status
+        key = (tuple(tags.items()) if tags else (), status, resp.error if status == 0 else "")
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = self._new_series(tags, status, key[2])
+        series.duration.append(duration_ns)
+        series.service.append(service_ns)
+        series.connecting.append(resp.connecting_ns)
+        series.tls.append(resp.tls_ns)
+        series.waiting.append(resp.waiting_ns)
+        f = series.failed
+        f[1] += 1
+        if failed:
+            f[0] += 1
+        series.count += 1
+
+    def _new_series(self, tags: dict[str, str] | None, status: int, error: str) -> _RequestSeries:
+        full = {**self._base, **(tags or {}), "status": str(status), "status_class": status_class(status)}
+        if error:
+            full["error"] = error.split(":", 1)[0]  # the tag is the error kind; details go to meta
+        return _RequestSeries(self._recorder, tagset(full))
+
+    def count(self, name: str, n: int = 1, **extra: str) -> None:
+        """A per-scenario counter (iterations, dropped_iterations, late_starts, ...)."""
+        tags = tagset({**self._base, **extra}) if extra else tagset(self._base)
+        self._counters[(name, tags)] += n
+
+    def flush(self) -> None:
+        """Write counts and rates into the Recorder (once, at phase end)."""
+        rec = self._recorder
+        for series in self._series.values():
+            if series.count:
+                rec.add_counter("http_reqs", series.tags, series.count)
+                trues, total = series.failed
+                # Recorder.add_rate takes one hit at a time; this runs once per phase, off the hot path
+                for i in range(total):
+                    rec.add_rate("http_req_failed", series.tags, i < trues)
+                series.count = 0
+                series.failed = [0, 0]
+        for (name, tags), n in self._counters.items():
+            rec.add_counter(name, tags, n)
+        self._counters.clear()

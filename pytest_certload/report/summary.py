@@ -1,0 +1,251 @@
+"""The session summary in the shape of k6's summary export (``handleSummary``'s ``data``), plus ours.
+
+k6's keys: ``root_group``, ``options``, ``state``, ``metrics`` (each ``{type, contains, values,
+thresholds}``; tagged sub-metrics under their own keys such as ``http_req_duration{scenario:x}``).
+Beyond k6: each threshold entry carries the observed value, limit and sample count, and the document
+adds ``stack``, ``machine``, ``generator_health``, ``scenarios`` and the harness's ``connector_tier``.
+
+Metric ``values`` are over the whole session (every phase pooled); a threshold entry's ``observed``
+is what its own phase measured -- they agree when one phase produced the key, as in a k6 run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from pytest_certload.report.records import PhaseRecord, ScenarioInfo
+from pytest_certload.thresholds import KNOWN_METRICS, MetricKey, Verdict, parse_metric_key
+
+TREND_STATS = ("avg", "min", "med", "max", "p(90)", "p(95)", "p(99)", "p(99.9)")
+CONNECTOR_TARGETS = ("nginx", "apache", "haproxy", "f5")
+#: metrics written per scenario (``name{scenario:x}``) and per target type, when recorded
+PER_SCENARIO_METRICS = (
+    "http_req_duration",
+    "http_req_failed",
+    "http_reqs",
+    "iterations",
+    "iteration_duration",
+    "dropped_iterations",
+)
+_TIME_TRENDS = {name for name, kind in KNOWN_METRICS.items() if kind == "trend"}
+
+
+def _merged(records: Sequence[PhaseRecord]) -> Any:
+    from pytest_certload.stats import PhaseResult
+
+    return PhaseResult.merge(r.result for r in records)
+
+
+def metric_entry(records: Sequence[PhaseRecord], merged: Any, key: MetricKey, kind: str) -> dict[str, Any]:
+    """One ``metrics[<key>]`` entry: k6's type/contains/values over every phase."""
+    if kind == "trend":
+        stats = merged.trend_stats(key.name, key.filter)
+        values = {name: stats.get(name) for name in TREND_STATS}
+        contains = (
+            "time" if key.name in _TIME_TRENDS or key.name.endswith(("_duration", "_time")) else "default"
+        )
+        return {"type": "trend", "contains": contains, "values": values, "count": stats["count"]}
+    if kind == "rate":
+        trues, total = merged.select_rate(key.name, key.filter)
+        return {
+            "type": "rate",
+            "contains": "default",
+            "values": {"rate": trues / total if total else None, "passes": trues, "fails": total - trues},
+            "count": total,
+        }
+    count = 0.0
+    seconds = 0.0
+    for record in records:  # count per second of the phases that contributed
+        n = record.result.select_counter(key.name, key.filter)
+        if n:
+            count += n
+            seconds += record.duration_s
+    return {
+        "type": "counter",
+        "contains": "default",
+        "values": {"count": _number(count), "rate": count / seconds if seconds else 0.0},
+        "count": _number(count),
+    }
+
+
+def _number(value: float) -> float | int:
+    return int(value) if float(value).is_integer() else value
+
+
+def _scenario_keys(records: Sequence[PhaseRecord], merged: Any) -> list[MetricKey]:
+    """Per-scenario and per-target-type sub-metric keys worth writing."""
+    names = merged.metric_names()
+    keys: list[MetricKey] = []
+    for tag in ("scenario", "target_type"):
+        for value in sorted(merged.tag_values(tag)):
+            keys += [MetricKey(n, ((tag, value),)) for n in PER_SCENARIO_METRICS if n in names]
+    return keys
+
+
+def threshold_entries(records: Iterable[PhaseRecord]) -> dict[str, dict[str, dict[str, Any]]]:
+    """metric key -> expression -> {ok, observed, limit, count}; the worst verdict wins on a clash."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for record in records:
+        tagged: list[tuple[str | None, Verdict]] = [(s.name, v) for s in record.scenarios for v in s.verdicts]
+        tagged += [(None, v) for v in record.phase_verdicts]
+        for scenario, verdict in tagged:
+            entry = {
+                "ok": verdict.ok,
+                "observed": verdict.observed,
+                "limit": verdict.limit,
+                "count": verdict.count,
+                "scenario": scenario,
+                "test": record.nodeid,
+            }
+            if verdict.reason:
+                entry["reason"] = verdict.reason
+            slot = out.setdefault(verdict.metric_key, {})
+            previous = slot.get(verdict.expression)
+            if previous is None or (previous["ok"] and not verdict.ok):
+                slot[verdict.expression] = entry
+    return out
+
+
+def scenario_entry(record: PhaseRecord, info: ScenarioInfo) -> dict[str, Any]:
+    """Our per-scenario results: what ran, at what rate, how it came out."""
+    result = record.result
+    wanted = {"scenario": info.name}
+    stats = result.trend_stats("http_req_duration", wanted)
+    trues, total = result.select_rate("http_req_failed", wanted)
+    iterations = result.select_counter("iterations", wanted)
+    bounds = (result.meta.get("scenarios") or {}).get(info.name) or {}
+    if isinstance(bounds.get("started_at"), int | float) and isinstance(bounds.get("ended_at"), int | float):
+        seconds = bounds["ended_at"] - bounds["started_at"]  # the scenario's own run (k6's startTime aside)
+    else:
+        seconds = record.duration_s
+    return {
+        "test": record.nodeid,
+        "executor": info.executor,
+        "options": info.options,
+        "duration_s": seconds,
+        "target_rate_per_s": info.target_rate_per_s,
+        "target_vus": info.target_vus,
+        "achieved_rate_per_s": iterations / seconds if seconds else None,
+        "iterations": _number(iterations),
+        "dropped_iterations": _number(result.select_counter("dropped_iterations", wanted)),
+        "requests": _number(result.select_counter("http_reqs", wanted)),
+        "http_req_duration": {k: stats.get(k) for k in ("avg", "min", "med", "p(95)", "p(99)", "max")},
+        "error_rate": trues / total if total else None,
+        "thresholds": [v.to_dict() for v in info.verdicts],
+        "ok": all(v.ok for v in info.verdicts),
+        "saturated": record.saturated,
+        "aborted": record.aborted,
+    }
+
+
+def connector_tier(merged: Any) -> dict[str, dict[str, Any] | None]:
+    """The harness's ``connector_tier``: per target type, latency and errors; null if it did not run."""
+    out: dict[str, dict[str, Any] | None] = {}
+    for target in CONNECTOR_TARGETS:
+        wanted = {"target_type": target}
+        stats = merged.trend_stats("http_req_duration", wanted)
+        if not stats["count"]:
+            out[target] = None
+            continue
+        trues, total = merged.select_rate("http_req_failed", wanted)
+        out[target] = {
+            "p50": stats["med"],
+            "p95": stats["p(95)"],
+            "p99": stats["p(99)"],
+            "max": stats["max"],
+            "avg": stats["avg"],
+            "error_rate": trues / total if total else 0.0,
+            "iterations": _number(merged.select_counter("iterations", wanted)),
+            "requests": _number(merged.select_counter("http_reqs", wanted)),
+        }
+    return out
+
+
+def build_summary(
+    records: Sequence[PhaseRecord],
+    *,
+    run_duration_s: float,
+    machine: dict[str, Any],
+    stack: dict[str, Any] | None,
+    interrupted: bool = False,
+    exit_status: int | None = None,
+    stdout_tty: bool = False,
+) -> dict[str, Any]:
+    """The whole JSON document for one pytest session."""
+    records = list(records)
+    merged = _merged(records)
+    kinds = merged.metric_names()
+    thresholds = threshold_entries(records)
+
+    metrics: dict[str, Any] = {}
+    keys = [MetricKey(name) for name in sorted(kinds)] + _scenario_keys(records, merged)
+    keys += [parse_metric_key(k) for k in thresholds]
+    for key in keys:
+        text = str(key)
+        if text in metrics:
+            continue
+        kind = kinds.get(key.name) or KNOWN_METRICS.get(key.name)
+        if kind is None:  # thresholded but never recorded: keep the verdicts visible
+            metrics[text] = {"type": None, "contains": None, "values": None, "count": 0}
+        else:
+            metrics[text] = metric_entry(records, merged, key, kind)
+        if text in thresholds:
+            metrics[text]["thresholds"] = thresholds[text]
+
+    scenarios: dict[str, Any] = {}
+    for record in records:
+        for info in record.scenarios:
+            name = info.name if info.name not in scenarios else f"{info.name} ({record.nodeid})"
+            scenarios[name] = scenario_entry(record, info)
+
+    if stack is None:
+        stack_entry: dict[str, Any] = {
+            "target": None,
+            "description": "no certload_stack in this session: the tests supplied their own servers",
+        }
+    else:
+        stack_entry = {**stack, "description": f"target: {stack.get('target')}"}
+
+    return {
+        "root_group": {
+            "name": "",
+            "path": "",
+            "id": hashlib.md5(b"").hexdigest(),
+            "groups": [],
+            "checks": [],
+        },
+        "options": {
+            "summaryTrendStats": list(TREND_STATS),
+            "summaryTimeUnit": "ms",
+            "noColor": True,
+            "scenarios": {
+                name: {**entry["options"], "test": entry["test"]} for name, entry in scenarios.items()
+            },
+            "thresholds": {key: list(entries) for key, entries in thresholds.items()},
+        },
+        "state": {
+            "isStdOutTTY": stdout_tty,
+            "isStdErrTTY": False,
+            "testRunDurationMs": run_duration_s * 1000.0,
+            "interrupted": interrupted,
+            "exitStatus": exit_status,
+        },
+        "metrics": metrics,
+        "stack": stack_entry,
+        "machine": machine,
+        "generator_health": [
+            {
+                **r.health,
+                "test": r.nodeid,
+                "scenarios": [s.name for s in r.scenarios],
+                "saturated": r.saturated,
+                "reason": r.saturation_reason,
+                "aborted": r.aborted,
+            }
+            for r in records
+        ],
+        "scenarios": scenarios,
+        "connector_tier": connector_tier(merged),
+    }

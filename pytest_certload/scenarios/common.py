@@ -1,0 +1,40 @@
+"""Pieces every certctl scenario shares: auth headers, JSON bodies, status expectations."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from pytest_certload.stack.model import Stack
+
+# FK ids from certctl's demo seed that the original harness hard-codes (case-sensitive).
+DEMO_ISSUER = "iss-local"
+DEMO_OWNER = "o-alice"
+DEMO_TEAM = "t-platform"
+DEMO_RENEWAL_POLICY = "rp-standard"
+ACME_PROFILE = "prof-test"
+
+
+def auth_headers(stack: Stack, *, json_body: bool = False) -> dict[str, str]:
+    """The admin Bearer key (a viewer key gets 403 on every write: the original harness's defect)."""
+    headers = {"Authorization": f"Bearer {stack.token}", "Accept": "application/json"}
+    if json_body:
+        headers["Content-Type"] = "application/json"
+    return headers
+
+
+def json_bytes(obj: object) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def ok_2xx_3xx(status: int) -> bool:
+    """k6's default http_req_failed rule: anything outside 200-399, or no response, failed."""
+    return 200 <= status < 400
+
+
+def not_server_error(status: int) -> bool:
+    """ACME surface: 4xx (incl. 429 and renewal-info's 400/404) are expected outcomes, counted apart."""
+    return 0 < status < 500
+
+
+ExpectFn = Callable[[int], bool]

@@ -1,0 +1,83 @@
+"""The session's seeder: picks SQL or API, refuses foreign databases, seeds each fleet once.
+
+Kept apart from the pytest glue so benchmarks and other tools can seed a stack the same way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import psycopg
+
+from pytest_certload.seeding.api_seeder import seed_fleet_via_api
+from pytest_certload.seeding.copy_writer import seed_fleet
+from pytest_certload.seeding.errors import SeedingError, SeedRefused
+from pytest_certload.seeding.fleet import load_fleet
+from pytest_certload.seeding.report import SeedReport
+from pytest_certload.stack.model import Stack
+
+SeedVia = Literal["auto", "sql", "api"]
+
+
+def ensure_may_seed(stack: Stack, allow_external: bool) -> None:
+    """Seeding writes thousands of rows: only into a stack we started, unless explicitly allowed."""
+    if not stack.owned and not allow_external:
+        raise SeedRefused(
+            f"refusing to seed {stack.target_label} at {stack.certctl_url}: the plugin did not start this "
+            "stack (stack.owned is False), so its database may hold real data. "
+            "Pass --certload-allow-external-load to seed it anyway (rows are namespaced by id prefix "
+            "and can be removed with cleanup_fleet)."
+        )
+
+
+class FleetSeeder:
+    """``seeder(fleet_name) -> SeedReport``; cached, so two scenarios naming a fleet seed it once."""
+
+    def __init__(
+        self,
+        stack: Stack,
+        *,
+        allow_external: bool = False,
+        via: SeedVia = "auto",
+        seeds_dir: Path | None = None,
+        api_concurrency: int = 8,
+    ) -> None:
+        self.stack = stack
+        self.allow_external = allow_external
+        self.via = via
+        self.seeds_dir = seeds_dir
+        self.api_concurrency = api_concurrency
+        self.reports: dict[str, SeedReport] = {}
+
+    def method_for(self) -> Literal["sql", "api"]:
+        if self.via == "sql" and not self.stack.dsn:
+            raise SeedingError(
+                "--certload-seed-via=sql but the stack has no database DSN; "
+                "use --certload-seed-via=api or auto"
+            )
+        if self.via in ("sql", "api"):
+            return self.via  # type: ignore[return-value]
+        return "sql" if self.stack.dsn else "api"
+
+    def __call__(self, fleet_name: str) -> SeedReport:
+        if fleet_name in self.reports:
+            return self.reports[fleet_name]
+        ensure_may_seed(self.stack, self.allow_external)
+        fleet = load_fleet(fleet_name, self.seeds_dir)
+        if self.method_for() == "sql":
+            with psycopg.connect(str(self.stack.dsn), connect_timeout=10) as conn:
+                report = seed_fleet(conn, fleet)
+        else:
+            token = (
+                self.stack.bootstrap_token if fleet.api == "agents" and self.stack.bootstrap_token else None
+            )
+            report = seed_fleet_via_api(
+                self.stack.certctl_url,
+                str(token or self.stack.token),
+                fleet,
+                ca_bundle=self.stack.ca_bundle,
+                concurrency=self.api_concurrency,
+            )
+        self.reports[fleet_name] = report
+        return report

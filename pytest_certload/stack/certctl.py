@@ -1,0 +1,91 @@
+"""How to boot certctl-server (or its stand-in) for a test session: argv, environment, secrets.
+
+The environment follows what certctl's current code needs (certctl-facts §2, Gotchas 1-8, 18, 22):
+a named admin key, non-placeholder secrets, demo seed with an encryption key, an absolute
+migrations path, TLS from the session's material, and the renewal scan pushed out of the test
+window. Secrets are random per session and travel only in the child's environment.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pytest_certload.stack.model import Secret
+
+
+@dataclass(frozen=True)
+class SessionSecrets:
+    """Random per session; never logged, never in argv."""
+
+    api_token: Secret = field(default_factory=lambda: Secret("cl_" + secrets.token_urlsafe(32)))
+    auth_secret: Secret = field(default_factory=lambda: Secret(secrets.token_urlsafe(32)))
+    bootstrap_token: Secret = field(default_factory=lambda: Secret(secrets.token_urlsafe(32)))
+    encryption_key: Secret = field(default_factory=lambda: Secret(secrets.token_hex(32)))  # 64 bytes
+
+
+def certctl_env(
+    *,
+    dsn: str,
+    host: str,
+    port: int,
+    cert: Path,
+    key: Path,
+    migrations: Path | str | None,
+    secret: SessionSecrets,
+    rate_limit: bool,
+) -> dict[str, str]:
+    """Environment for a real certctl-server (merged over a minimal base by the caller)."""
+    env = {
+        "CERTCTL_DATABASE_URL": dsn,
+        "CERTCTL_SERVER_HOST": host,
+        "CERTCTL_SERVER_PORT": str(port),
+        "CERTCTL_SERVER_TLS_CERT_PATH": str(cert),
+        "CERTCTL_SERVER_TLS_KEY_PATH": str(key),
+        "CERTCTL_AUTH_TYPE": "api-key",
+        "CERTCTL_AUTH_SECRET": secret.auth_secret,
+        "CERTCTL_API_KEYS_NAMED": f"loadtest:{secret.api_token}:admin",
+        "CERTCTL_AGENT_BOOTSTRAP_TOKEN": secret.bootstrap_token,
+        "CERTCTL_CONFIG_ENCRYPTION_KEY": secret.encryption_key,
+        "CERTCTL_DEMO_SEED": "true",
+        "CERTCTL_SCHEDULER_RENEWAL_CHECK_INTERVAL": "24h",
+        "CERTCTL_RATE_LIMIT_ENABLED": "true" if rate_limit else "false",
+        "CERTCTL_LOG_LEVEL": "warn",
+        "CERTCTL_MAX_BODY_SIZE": "10485760",
+    }
+    if migrations is not None:  # else the image's own ./migrations
+        env["CERTCTL_DATABASE_MIGRATIONS_PATH"] = str(migrations)
+    return env
+
+
+def standin_env(*, dsn: str, secret: SessionSecrets) -> dict[str, str]:
+    """Environment for ``python -m pytest_certload.standin`` (secrets never in argv)."""
+    return {
+        "CERTLOAD_STANDIN_DSN": dsn,
+        "CERTLOAD_STANDIN_TOKEN": secret.api_token,
+        "CERTLOAD_STANDIN_BOOTSTRAP_TOKEN": secret.bootstrap_token,
+    }
+
+
+def standin_argv(
+    *, host: str, port: int, cert: Path, key: Path, rate_limit: bool, python: str = sys.executable
+) -> list[str]:
+    argv = [
+        python,
+        "-m",
+        "pytest_certload.standin",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--cert",
+        str(cert),
+        "--key",
+        str(key),
+    ]
+    return [*argv, "--rate-limit", "on"] if rate_limit else argv
+
+
+BASE_ENV_KEYS = ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "PYTHONPATH", "VIRTUAL_ENV")

@@ -1,0 +1,476 @@
+"""The docker provider: the same stack as the native one, each component in its own container.
+
+Two network modes:
+
+- ``host`` (required on machines whose traffic must stay on loopback): every container shares the
+  host's network namespace and listens on 127.0.0.1 on a port chosen at run time;
+- ``bridge`` (what users usually have): a user-defined network, services reach each other by
+  alias, and every port is published on 127.0.0.1 under the same number.
+
+Configs, TLS files and log files live in the session workdir and are bind-mounted at the same
+path, so the config writers are shared with the native provider. With ``--certload-base-image``
+one local image (postgresql, nginx, apache2, haproxy, python3) runs every component; without it
+the public images are used. Our Python processes (stand-in, F5 mock) run that image's ``python3``
+with this package and the host's site-packages bind-mounted read-only (same CPython minor version
+needed: both 3.11 here).
+
+Every container carries ``org.testcontainers=true`` (added by testcontainers) and
+``io.certload.session=<id>``; :func:`reap` removes them by that label, so nothing depends on Ryuk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sysconfig
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import psycopg
+from testcontainers.core.config import testcontainers_config
+from testcontainers.core.container import DockerContainer
+from testcontainers.core.network import Network
+
+from pytest_certload.sidecars import configs
+from pytest_certload.stack.certctl import SessionSecrets, certctl_env, standin_argv, standin_env
+from pytest_certload.stack.model import Secret, Stack, Target
+from pytest_certload.stack.options import StackOptions
+from pytest_certload.stack.ports import distinct_free_ports
+from pytest_certload.stack.postgres import TEST_SETTINGS, dsn_for
+from pytest_certload.stack.probes import certctl_ready, certctl_version, presents_leaf, process_listens
+from pytest_certload.stack.process import ComponentFailed
+from pytest_certload.stack.tls import TLSMaterial
+
+SESSION_LABEL = "io.certload.session"
+COMPONENT_LABEL = "io.certload.component"
+HOST = "127.0.0.1"
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+PYTHON_IMAGE = "python:3.11-slim-bookworm"
+BASE_PG_BIN = "/usr/lib/postgresql/15/bin"
+POLL_S = 0.1
+AS_POSTGRES = "setpriv --reuid postgres --regid postgres --init-groups"  # execs: postgres stays PID 1
+
+testcontainers_config.ryuk_disabled = True  # no registry: Ryuk cannot be pulled; we reap ourselves
+
+
+def engine_answers(timeout: float = 2.0) -> bool:
+    """True when a Docker engine responds to ping (DOCKER_HOST or the default socket)."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=timeout)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:
+        return False
+
+
+def reap(session_id: str) -> list[str]:
+    """Force-remove every container and network labelled with ``session_id``; returns container names."""
+    import docker
+
+    client = docker.from_env(timeout=30)
+    removed = []
+    try:
+        for c in client.containers.list(all=True, filters={"label": f"{SESSION_LABEL}={session_id}"}):
+            removed.append(c.name)
+            c.remove(force=True)
+        for n in client.networks.list(filters={"label": f"{SESSION_LABEL}={session_id}"}):
+            n.remove()
+    finally:
+        client.close()
+    return removed
+
+
+class LoopbackContainer(DockerContainer):
+    """A container reached on 127.0.0.1 at its own port number (host mode, or published 1:1).
+
+    testcontainers' own answers are wrong here: in host mode there are no port mappings, so
+    ``get_exposed_port`` raises, and inside a container (``/.dockerenv``) the host IP comes back empty.
+    """
+
+    def get_container_host_ip(self) -> str:
+        return HOST
+
+    def get_exposed_port(self, port: int) -> int:
+        return int(port)
+
+
+@dataclass
+class Component:
+    """One started container and what is needed to report on it."""
+
+    name: str
+    container: LoopbackContainer
+    image: str
+    command: list[str]
+    logs: list[Path] = field(default_factory=list)  # log files it writes into the workdir
+    started: float = field(default_factory=time.monotonic)
+
+    def log_tail(self, lines: int = 20) -> str:
+        parts = []
+        try:
+            out, err = self.container.get_logs()
+            text = (out + err).decode("utf-8", "replace").strip()
+            if text:
+                parts.append("\n".join(text.splitlines()[-lines:]))
+        except Exception as exc:
+            parts.append(f"(container logs unavailable: {exc})")
+        for path in self.logs:
+            try:
+                text = path.read_text(errors="replace").strip()
+            except OSError:
+                continue
+            if text:
+                parts.append(f"[{path.name}]\n" + "\n".join(text.splitlines()[-lines:]))
+        return "\n".join(parts)
+
+    def fail(self, reason: str) -> ComponentFailed:
+        return ComponentFailed(
+            self.name, f"image {self.image}: {' '.join(self.command)}", reason, self.log_tail()
+        )
+
+    def wait_ready(self, check: Callable[[], bool], timeout: float, what: str) -> float:
+        """Poll ``check`` every 0.1 s while the container runs; seconds since the container started."""
+        while True:
+            status = self.container.get_wrapped_container()
+            status.reload()
+            if status.status in ("exited", "dead"):
+                code = status.attrs.get("State", {}).get("ExitCode")
+                raise self.fail(f"container exited with code {code}")
+            try:
+                if check():
+                    return time.monotonic() - self.started
+            except Exception:
+                pass
+            if time.monotonic() - self.started > timeout:
+                raise self.fail(f"not {what} after {timeout:.0f} s")
+            time.sleep(POLL_S)  # readiness polling interval, not synchronisation
+
+
+class DockerProvider:
+    """Starts the stack as containers; :meth:`stop` removes every one of them."""
+
+    def __init__(
+        self, opts: StackOptions, workdir: Path, tls: TLSMaterial, secret: SessionSecrets, session_id: str
+    ) -> None:
+        self.opts, self.workdir, self.tls, self.secret, self.session_id = (
+            opts,
+            workdir,
+            tls,
+            secret,
+            session_id,
+        )
+        self.host_mode = opts.docker_network == "host"
+        self.listen = HOST if self.host_mode else "0.0.0.0"
+        self.network: Network | None = None
+        self.components: list[Component] = []
+
+    # -- images ------------------------------------------------------------------------------
+    def image_for(self, role: str) -> str:
+        if self.opts.base_image:
+            return self.opts.base_image
+        return self.opts.images.get(role, PYTHON_IMAGE)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> Stack:
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        for comp in reversed(self.components):
+            with contextlib.suppress(Exception):  # already gone
+                comp.container.get_wrapped_container().remove(force=True)
+        self.components.clear()
+        if self.network is not None:
+            with contextlib.suppress(Exception):
+                self.network.remove()
+            self.network = None
+        with contextlib.suppress(Exception):  # engine gone: nothing to reap
+            reap(self.session_id)  # anything a crash left half-created
+
+    def container_names(self) -> list[str]:
+        return [c.container.get_wrapped_container().name for c in self.components if c.container._container]
+
+    def _start(self) -> Stack:
+        timeout = self.opts.ready_timeout
+        if not self.host_mode:
+            self.network = Network(docker_network_kw={"labels": {SESSION_LABEL: self.session_id}}).create()
+        components: dict[str, dict] = {}
+        skipped: dict[str, str] = {}
+        pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="certload-ready")
+        pending: list[tuple[str, Component, int, Future[float]]] = []
+        names = ("nginx", "apache", "haproxy", "f5", "certctl", "postgresql")
+        ports = dict(zip(names, distinct_free_ports(len(names)), strict=True))
+        for name in ("nginx", "apache", "haproxy", "f5"):
+            port = ports[name]
+            comp = self._target(name, port)
+            probe = partial(self._is_ours, comp, port)
+            pending.append(
+                (name, comp, port, pool.submit(comp.wait_ready, probe, timeout, "presenting our leaf"))
+            )
+        pool.shutdown(wait=False)
+
+        pg, pg_port, password, pg_version = self._postgres(timeout, ports["postgresql"])
+        components["postgresql"] = {
+            "image": pg.image,
+            "command": " ".join(pg.command),
+            "ready_s": time.monotonic() - pg.started,
+            "version": pg_version,
+        }
+        host_dsn = dsn_for("certload", password, pg_port, "certctl")
+        inner_dsn = (
+            host_dsn if self.host_mode else dsn_for("certload", password, pg_port, "certctl", "postgres")
+        )
+
+        server, comp, url = self._certctl(inner_dsn, ports["certctl"])
+        ready_s = comp.wait_ready(
+            lambda: certctl_ready(url, str(self.tls.ca_cert)), timeout, "answering /health and /ready"
+        )
+        version = certctl_version(url, str(self.tls.ca_cert))
+        components["certctl"] = {
+            "image": comp.image,
+            "command": " ".join(comp.command),
+            "ready_s": ready_s,
+            "version": version,
+        }
+
+        targets: dict[str, Target] = {}
+        for name, tcomp, port, ready in pending:
+            components[name] = {
+                "image": tcomp.image,
+                "command": " ".join(tcomp.command),
+                "ready_s": ready.result(),
+            }
+            targets[name] = Target(
+                name,
+                f"https://{HOST}:{port}",
+                "/healthz" if name == "f5" else "/",
+                self.tls.fingerprint_sha256,
+            )
+        return Stack(
+            kind="docker",
+            certctl_url=url,
+            token=self.secret.api_token,
+            ca_bundle=self.tls.ca_cert,
+            server=server,
+            owned=True,
+            dsn=Secret(host_dsn),
+            targets=targets,
+            server_version=version if server == "certctl" else None,
+            postgres_version=pg_version,
+            rate_limit_enabled=self.opts.rate_limit,
+            bootstrap_token=self.secret.bootstrap_token,
+            components=components,
+            skipped=skipped,
+        )
+
+    # -- containers --------------------------------------------------------------------------
+    def _run(
+        self,
+        name: str,
+        image: str,
+        command: list[str],
+        port: int,
+        *,
+        env: dict[str, str] | None = None,
+        mounts: tuple[tuple[Path | str, str], ...] = (),
+        tmpfs: str | None = None,
+        working_dir: Path | None = None,
+        alias: str | None = None,
+        logs: tuple[Path, ...] = (),
+    ) -> Component:
+        container = LoopbackContainer(image, command=command, env=env or {})
+        container.with_name(f"certload-{self.session_id[:12]}-{name.replace(' ', '-')}")
+        kwargs: dict = {"labels": {SESSION_LABEL: self.session_id, COMPONENT_LABEL: name}}
+        if self.host_mode:
+            kwargs["network_mode"] = "host"
+        else:
+            assert self.network is not None
+            container.with_network(self.network).with_network_aliases(alias or name)
+            container.with_bind_ports(port, (HOST, port))  # type: ignore[arg-type] - docker-py accepts (ip, port)
+        for src, mode in ((self.tls.directory, "ro"), *mounts):
+            container.with_volume_mapping(str(src), str(src), mode)
+        if tmpfs:
+            container.with_tmpfs_mount(tmpfs)
+        if working_dir is not None:
+            kwargs["working_dir"] = str(working_dir)
+        container.with_kwargs(**kwargs)  # one call: with_kwargs replaces, it does not merge
+        comp = Component(name, container, image, command, list(logs))
+        self.components.append(comp)
+        try:
+            container.start()
+        except Exception as exc:
+            hint = ""
+            text = str(exc).lower()
+            if any(
+                m in text for m in ("no such image", "pull access denied", "not found", "manifest unknown")
+            ):
+                hint = (
+                    " (image not available locally and not pullable; on machines without a registry pass "
+                    "--certload-base-image certload/base:bookworm)"
+                )
+            raise ComponentFailed(
+                name, f"image {image}: {' '.join(command)}", f"could not start: {exc}{hint}"
+            ) from exc
+        comp.started = time.monotonic()
+        return comp
+
+    def _is_ours(self, comp: Component, port: int) -> bool:
+        """Presents our leaf; in host mode also: the container's own process listens on the port."""
+        if self.host_mode:
+            pid = comp.container.get_wrapped_container().attrs.get("State", {}).get("Pid")
+            if not pid or not process_listens(pid, port):
+                return False
+        return presents_leaf(HOST, port, self.tls.fingerprint_sha256)
+
+    def _python_mounts(self) -> tuple[tuple[Path | str, str], ...]:
+        site = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+        return ((PACKAGE_ROOT, "ro"), *((p, "ro") for p in sorted(site)))
+
+    def _python_env(self) -> dict[str, str]:
+        site = [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
+        return {
+            "PYTHONPATH": ":".join(dict.fromkeys([str(PACKAGE_ROOT), *site])),
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+
+    def _target(self, name: str, port: int) -> Component:
+        wd = self.workdir / name
+        wd.mkdir(parents=True, exist_ok=True)
+        if name == "f5":
+            cmd = configs.f5mock(wd, self.listen, port, self.tls, python="python3")
+            return self._run(
+                name,
+                self.image_for("python"),
+                cmd.argv,
+                port,
+                env=self._python_env(),
+                mounts=self._python_mounts(),
+                alias="f5",
+            )
+        image = self.image_for(name)
+        if name == "apache":
+            official = not self.opts.base_image
+            cmd = configs.apache(
+                wd,
+                self.listen,
+                port,
+                self.tls,
+                binary="httpd" if official else "apache2",
+                module_dir=Path("/usr/local/apache2/modules" if official else "/usr/lib/apache2/modules"),
+            )
+        else:
+            cmd = configs.WRITERS[name](wd, self.listen, port, self.tls, binary=configs.BINARIES[name])
+        return self._run(name, image, cmd.argv, port, mounts=((wd, "rw"),), logs=(wd / "error.log",))
+
+    def _postgres(self, timeout: float, port: int) -> tuple[Component, int, str, str]:
+        import secrets
+
+        password = secrets.token_urlsafe(18)
+        settings = dict(TEST_SETTINGS, listen_addresses=self.listen)
+        flags = [f"-c{k}={v}" for k, v in settings.items()]
+        if self.opts.base_image:
+            inner = " ".join(
+                [f"{BASE_PG_BIN}/postgres", "-D", "/pgdata/data", "-p", str(port), "-k", "/pgdata", *flags]
+            )
+            script = (
+                'set -e; chown postgres /pgdata; umask 077; printf %s "$CERTLOAD_PG_PASSWORD" > /pgdata/pw; '
+                "chown postgres /pgdata/pw; "
+                f"{AS_POSTGRES} {BASE_PG_BIN}/initdb -D /pgdata/data -U certload -A scram-sha-256 "
+                "--pwfile=/pgdata/pw -N -E UTF8 --locale=C >/dev/null; rm /pgdata/pw; "
+                f"exec {AS_POSTGRES} {inner}"
+            )
+            command, env, tmpfs = ["bash", "-c", script], {"CERTLOAD_PG_PASSWORD": password}, "/pgdata"
+        else:
+            command = ["postgres", "-p", str(port), *flags]
+            env = {
+                "POSTGRES_USER": "certload",
+                "POSTGRES_PASSWORD": password,
+                "POSTGRES_DB": "certctl",
+                "POSTGRES_INITDB_ARGS": "-N",
+            }
+            tmpfs = "/var/lib/postgresql/data"
+        comp = self._run(
+            "postgresql", self.image_for("postgres"), command, port, env=env, tmpfs=tmpfs, alias="postgres"
+        )
+        versions: list[str] = []
+
+        def accepts() -> bool:
+            with psycopg.connect(dsn_for("certload", password, port, "postgres"), connect_timeout=2) as conn:
+                versions.append(conn.execute("SHOW server_version").fetchone()[0])
+            return True
+
+        comp.wait_ready(accepts, timeout, "accepting connections")
+        if self.opts.base_image:
+            with psycopg.connect(dsn_for("certload", password, port, "postgres"), autocommit=True) as conn:
+                conn.execute('CREATE DATABASE "certctl" OWNER "certload"')
+        return comp, port, password, versions[-1]
+
+    def _certctl(self, dsn: str, port: int) -> tuple[str, Component, str]:
+        url = f"https://{HOST}:{port}"
+        wd = self.workdir / "certctl"
+        cwd = wd / "cwd"  # empty: no web/ directory, so certctl stays in API-only mode
+        cwd.mkdir(parents=True, exist_ok=True)
+        if self.opts.certctl_image or self.opts.certctl_bin:
+            migrations = self.opts.certctl_migrations
+            mounts: list[tuple[Path | str, str]] = [(cwd, "ro")]
+            if migrations is not None:
+                mounts.append((migrations, "ro"))
+            elif self.opts.certctl_image:
+                migrations = Path("/app/migrations")  # the image's own, since CWD is our empty dir
+            env = certctl_env(
+                dsn=dsn,
+                host=self.listen,
+                port=port,
+                cert=self.tls.server_cert,
+                key=self.tls.server_key,
+                migrations=migrations,
+                secret=self.secret,
+                rate_limit=self.opts.rate_limit,
+            )
+            if self.opts.certctl_image:
+                image, command = self.opts.certctl_image, []
+            else:
+                assert self.opts.certctl_bin is not None
+                mounts.append((self.opts.certctl_bin, "ro"))
+                image, command = self.image_for("python"), [str(self.opts.certctl_bin)]
+            comp = self._run(
+                "certctl",
+                image,
+                command,
+                port,
+                env=env,
+                mounts=tuple(mounts),
+                working_dir=cwd,
+                alias="certctl",
+            )
+            return "certctl", comp, url
+        argv = standin_argv(
+            host=self.listen,
+            port=port,
+            cert=self.tls.server_cert,
+            key=self.tls.server_key,
+            rate_limit=self.opts.rate_limit,
+            python="python3",
+        )
+        env = self._python_env() | standin_env(dsn=dsn, secret=self.secret)
+        comp = self._run(
+            "certctl stand-in",
+            self.image_for("python"),
+            argv,
+            port,
+            env=env,
+            mounts=(*self._python_mounts(), (cwd, "ro")),
+            working_dir=cwd,
+            alias="certctl",
+        )
+        return "stand-in", comp, url

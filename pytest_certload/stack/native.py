@@ -1,0 +1,202 @@
+"""The native provider: PostgreSQL, certctl (or the stand-in) and the targets as local processes.
+
+Everything listens on 127.0.0.1 on ports chosen at run time, keeps its files in its own directory
+under the session workdir, and is stopped by :meth:`NativeProvider.stop` (also registered in
+:data:`process.RUNNING` for the last-resort ``stop_all``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+
+from pytest_certload.sidecars import configs
+from pytest_certload.stack.certctl import (
+    BASE_ENV_KEYS,
+    SessionSecrets,
+    certctl_env,
+    standin_argv,
+    standin_env,
+)
+from pytest_certload.stack.model import Secret, Stack, Target
+from pytest_certload.stack.options import StackOptions
+from pytest_certload.stack.ports import distinct_free_ports
+from pytest_certload.stack.postgres import NativePostgres
+from pytest_certload.stack.probes import certctl_ready, certctl_version, is_ours
+from pytest_certload.stack.process import ManagedProcess
+from pytest_certload.stack.tls import TLSMaterial
+
+HOST = "127.0.0.1"
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the directory holding pytest_certload/
+COMPONENT_NAMES = ("nginx", "apache", "haproxy", "f5", "certctl", "postgresql")
+
+
+def python_env() -> dict[str, str]:
+    """Environment for our own Python children: this interpreter's, with our package importable."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+class NativeProvider:
+    """Starts the stack as local processes; :meth:`stop` undoes everything :meth:`start` did."""
+
+    def __init__(self, opts: StackOptions, workdir: Path, tls: TLSMaterial, secret: SessionSecrets) -> None:
+        self.opts, self.workdir, self.tls, self.secret = opts, workdir, tls, secret
+        self.postgres: NativePostgres | None = None
+        self.processes: list[ManagedProcess] = []
+
+    def start(self) -> Stack:
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> Stack:
+        timeout = self.opts.ready_timeout
+        components: dict[str, dict] = {}
+        skipped: dict[str, str] = {}
+        # targets first, each watched by its own thread while PostgreSQL and certctl boot
+        pending: list[tuple[str, ManagedProcess, int, Future[float]]] = []
+        pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="certload-ready")
+        ports = dict(zip(COMPONENT_NAMES, distinct_free_ports(len(COMPONENT_NAMES)), strict=True))
+        for name in ("nginx", "apache", "haproxy", "f5"):
+            port = ports[name]
+            cmd = self._target_command(name, port)
+            if isinstance(cmd, str):
+                skipped[name] = cmd
+                continue
+            proc = cmd
+            self.processes.append(proc.start())
+            probe = partial(is_ours, proc.popen.pid, HOST, port, self.tls.fingerprint_sha256)
+            pending.append(
+                (
+                    name,
+                    proc,
+                    port,
+                    pool.submit(proc.wait_ready, probe, timeout, "listening, presenting our leaf"),
+                )
+            )
+        pool.shutdown(wait=False)
+
+        t0 = time.monotonic()
+        self.postgres = NativePostgres(self.workdir / "postgresql", port=ports["postgresql"]).start(timeout)
+        self.processes.append(self.postgres.process)
+        components["postgresql"] = {
+            "command": self.postgres.process.command,
+            "ready_s": time.monotonic() - t0,
+            "version": self.postgres.version,
+            "log": str(self.postgres.process.log_path),
+        }
+
+        server, proc, url = self._certctl_process(ports["certctl"])
+        t0 = time.monotonic()
+        self.processes.append(proc.start())
+
+        def certctl_is_ours() -> bool:
+            return process_listens(proc.popen.pid, ports["certctl"]) and certctl_ready(
+                url, str(self.tls.ca_cert)
+            )
+
+        proc.wait_ready(certctl_is_ours, timeout, "listening, answering /health and /ready")
+        ready_s = time.monotonic() - t0
+        version = certctl_version(url, str(self.tls.ca_cert))
+        components["certctl"] = {
+            "command": proc.command,
+            "ready_s": ready_s,
+            "version": version,
+            "log": str(proc.log_path),
+        }
+
+        targets: dict[str, Target] = {}
+        for name, tproc, port, ready in pending:
+            components[name] = {
+                "command": tproc.command,
+                "ready_s": ready.result(),
+                "log": str(tproc.log_path),
+            }
+            targets[name] = Target(
+                name,
+                f"https://{HOST}:{port}",
+                "/healthz" if name == "f5" else "/",
+                self.tls.fingerprint_sha256,
+            )
+
+        return Stack(
+            kind="native",
+            certctl_url=url,
+            token=self.secret.api_token,
+            ca_bundle=self.tls.ca_cert,
+            server=server,
+            owned=True,
+            dsn=Secret(self.postgres.dsn),
+            targets=targets,
+            server_version=version if server == "certctl" else None,
+            postgres_version=self.postgres.version,
+            rate_limit_enabled=self.opts.rate_limit,
+            bootstrap_token=self.secret.bootstrap_token,
+            components=components,
+            skipped=skipped,
+        )
+
+    def _target_command(self, name: str, port: int) -> ManagedProcess | str:
+        """The process for one target, or the reason it is skipped."""
+        wd = self.workdir / name
+        wd.mkdir(parents=True, exist_ok=True)
+        if name == "f5":
+            cmd = configs.f5mock(wd, HOST, port, self.tls, python=sys.executable)
+            return ManagedProcess("f5", cmd.argv, wd / "f5mock.log", env=python_env(), cwd=wd)
+        binary = configs.find_binary(name)
+        if binary is None:
+            return f"{configs.BINARIES[name]} not found on PATH (apt-get install {configs.BINARIES[name]})"
+        cmd = configs.WRITERS[name](wd, HOST, port, self.tls, binary=binary)
+        return ManagedProcess(name, cmd.argv, wd / "stdout.log", cwd=wd)
+
+    def _certctl_process(self, port: int) -> tuple[str, ManagedProcess, str]:
+        url = f"https://{HOST}:{port}"
+        wd = self.workdir / "certctl"
+        cwd = wd / "cwd"  # empty: no web/ directory, so certctl stays in API-only mode
+        cwd.mkdir(parents=True, exist_ok=True)
+        assert self.postgres is not None
+        if self.opts.certctl_bin is not None:
+            base = {k: os.environ[k] for k in BASE_ENV_KEYS if k in os.environ}
+            env = base | certctl_env(
+                dsn=self.postgres.dsn,
+                host=HOST,
+                port=port,
+                cert=self.tls.server_cert,
+                key=self.tls.server_key,
+                migrations=self.opts.certctl_migrations,
+                secret=self.secret,
+                rate_limit=self.opts.rate_limit,
+            )
+            proc = ManagedProcess(
+                "certctl", [str(self.opts.certctl_bin)], wd / "certctl.log", env=env, cwd=cwd
+            )
+            return "certctl", proc, url
+        argv = standin_argv(
+            host=HOST,
+            port=port,
+            cert=self.tls.server_cert,
+            key=self.tls.server_key,
+            rate_limit=self.opts.rate_limit,
+        )
+        env = python_env() | standin_env(dsn=self.postgres.dsn, secret=self.secret)
+        return "stand-in", ManagedProcess("certctl stand-in", argv, wd / "standin.log", env=env, cwd=cwd), url
+
+    def pids(self) -> list[int]:
+        return [p.popen.pid for p in self.processes if p.popen is not None]
+
+    def stop(self) -> None:
+        """Stop in reverse start order; PostgreSQL last (it also removes its data directory)."""
+        for proc in reversed(self.processes):
+            if self.postgres is None or proc is not self.postgres.process:
+                proc.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
+        self.processes.clear()

@@ -1,0 +1,203 @@
+"""One stack per test session: pick the provider, make the workdir, TLS and secrets, start, stop.
+
+Also the (de)serialisation that lets pytest-xdist workers share the stack one of them started:
+the description goes to a JSON file, the secrets to a separate 0600 file, and what is needed to
+tear the stack down from another process (pids, container label, directories) to the handle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import tempfile
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import psutil
+
+from pytest_certload.stack import docker as docker_provider
+from pytest_certload.stack.certctl import SessionSecrets
+from pytest_certload.stack.external import attach
+from pytest_certload.stack.model import Secret, Stack, Target
+from pytest_certload.stack.native import NativeProvider
+from pytest_certload.stack.options import StackOptions
+from pytest_certload.stack.process import ComponentFailed
+from pytest_certload.stack.tls import make_tls_material
+
+
+@dataclass
+class TeardownHandle:
+    """Enough to stop a stack from a process that did not start it (the xdist controller)."""
+
+    session_id: str
+    kind: str
+    processes: list[dict] = field(default_factory=list)  # {pid, create_time, stop_signal}
+    directories: list[str] = field(default_factory=list)
+
+
+def resolve_provider(opts: StackOptions) -> str:
+    if opts.provider:
+        return opts.provider
+    return "docker" if docker_provider.engine_answers() else "native"
+
+
+class StackSession:
+    """Owns the provider for this process; :meth:`stop` is idempotent."""
+
+    def __init__(self, opts: StackOptions) -> None:
+        self.opts = opts
+        self.kind = resolve_provider(opts)
+        self.session_id = uuid.uuid4().hex
+        self.provider: NativeProvider | docker_provider.DockerProvider | None = None
+        self.workdir: Path | None = None
+        self._own_workdir = False
+        self.stack: Stack | None = None
+
+    def start(self) -> Stack:
+        if self.kind == "external":
+            self.stack = attach(self.opts)
+            return self.stack
+        if self.opts.workdir is not None:
+            self.workdir = self.opts.workdir / f"stack-{self.session_id[:12]}"
+            self.workdir.mkdir(parents=True)
+        else:
+            self.workdir = Path(tempfile.mkdtemp(prefix="certload-stack-"))
+            self._own_workdir = True
+        os.chmod(self.workdir, 0o755)  # daemons that drop privileges (apache, nginx workers) read from here
+        tls = make_tls_material(self.workdir / "tls")
+        secret = SessionSecrets()
+        if self.kind == "docker":
+            if not docker_provider.engine_answers():
+                raise ComponentFailed(
+                    "docker",
+                    "docker ping",
+                    "no Docker engine answers (check DOCKER_HOST or start one), "
+                    "or run with --certload-stack=native",
+                )
+            self.provider = docker_provider.DockerProvider(
+                self.opts, self.workdir, tls, secret, self.session_id
+            )
+        else:
+            self.provider = NativeProvider(self.opts, self.workdir, tls, secret)
+        try:
+            self.stack = self.provider.start()
+        except BaseException:
+            self._remove_workdir()
+            raise
+        return self.stack
+
+    def handle(self) -> TeardownHandle:
+        h = TeardownHandle(self.session_id, self.kind)
+        if isinstance(self.provider, NativeProvider):
+            for proc in self.provider.processes:
+                if proc.popen is None:
+                    continue
+                with contextlib.suppress(psutil.Error):
+                    h.processes.append(
+                        {
+                            "pid": proc.popen.pid,
+                            "stop_signal": int(proc.stop_signal),
+                            "create_time": psutil.Process(proc.popen.pid).create_time(),
+                        }
+                    )
+            if self.provider.postgres is not None and getattr(self.provider.postgres, "_datadir", None):
+                h.directories.append(str(self.provider.postgres._datadir))
+        if self._own_workdir and self.workdir is not None:
+            h.directories.append(str(self.workdir))
+        return h
+
+    def detach(self) -> None:
+        """Forget the running processes here: another process (the xdist controller) stops them."""
+        from pytest_certload.stack import process
+
+        if isinstance(self.provider, NativeProvider):
+            with process._lock:
+                for proc in self.provider.processes:
+                    if proc.popen is not None:
+                        process.RUNNING.pop(proc.popen.pid, None)
+        self.provider = None
+        self._own_workdir = False
+
+    def stop(self) -> None:
+        if self.provider is not None:
+            self.provider.stop()
+            self.provider = None
+        self._remove_workdir()
+
+    def _remove_workdir(self) -> None:
+        if self._own_workdir and self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self._own_workdir = False
+
+
+def stop_by_handle(handle: TeardownHandle, timeout: float = 10.0) -> None:
+    """Stop what a handle names: process groups (pid + start time must still match), containers, dirs."""
+    procs = []
+    for entry in handle.processes:
+        try:
+            p = psutil.Process(entry["pid"])
+            if abs(p.create_time() - entry["create_time"]) > 0.01:
+                continue  # pid reused by a stranger
+            os.killpg(entry["pid"], entry["stop_signal"])
+            procs.append(p)
+        except (psutil.Error, ProcessLookupError, PermissionError):
+            continue
+    _gone, alive = psutil.wait_procs(procs, timeout=timeout)
+    for p in alive:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(p.pid, signal.SIGKILL)
+    psutil.wait_procs(alive, timeout=5)
+    for entry in handle.processes:  # daemons' own children left in the group
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(entry["pid"], signal.SIGKILL)
+    if handle.kind == "docker":
+        with contextlib.suppress(Exception):
+            docker_provider.reap(handle.session_id)
+    for d in handle.directories:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+# -- sharing between xdist workers ---------------------------------------------------------------
+
+SECRET_FIELDS = ("token", "dsn", "bootstrap_token")
+
+
+def write_shared(directory: Path, stack: Stack, handle: TeardownHandle) -> None:
+    """Description (no secrets) to stack.json, secrets to stack.secrets.json (mode 0600), handle."""
+    public = {k: v for k, v in asdict(stack).items() if k not in SECRET_FIELDS}
+    public["ca_bundle"] = str(stack.ca_bundle) if stack.ca_bundle else None
+    secrets = {k: getattr(stack, k) for k in SECRET_FIELDS}
+    fd = os.open(directory / "certload-stack.secrets.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({k: (str(v) if v is not None else None) for k, v in secrets.items()}, f)
+    (directory / "certload-stack.handle.json").write_text(json.dumps(asdict(handle)))
+    (directory / "certload-stack.json").write_text(json.dumps(public, indent=1, default=str))
+
+
+def write_shared_failure(directory: Path, message: str) -> None:
+    (directory / "certload-stack.json").write_text(json.dumps({"error": message}))
+
+
+def read_shared(directory: Path) -> Stack | str | None:
+    """The stack another worker started, the error it got, or None when nobody tried yet."""
+    path = directory / "certload-stack.json"
+    if not path.is_file():
+        return None
+    public = json.loads(path.read_text())
+    if "error" in public:
+        return public["error"]
+    secrets = json.loads((directory / "certload-stack.secrets.json").read_text())
+    public["targets"] = {n: Target(**t) for n, t in public["targets"].items()}
+    public["ca_bundle"] = Path(public["ca_bundle"]) if public["ca_bundle"] else None
+    for k in SECRET_FIELDS:
+        public[k] = Secret(secrets[k]) if secrets.get(k) is not None else None
+    return Stack(**public)
+
+
+def read_handle(directory: Path) -> TeardownHandle | None:
+    path = directory / "certload-stack.handle.json"
+    return TeardownHandle(**json.loads(path.read_text())) if path.is_file() else None

@@ -1,0 +1,50 @@
+"""certctl's boot environment: what its current code refuses, we never send."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pytest_certload.stack.certctl import SessionSecrets, certctl_env, standin_argv, standin_env
+
+PLACEHOLDERS = {"change-me-in-production", "change-me-32-char-encryption-key"}
+
+
+@pytest.mark.parametrize("rate_limit", [True, False])
+def test_env_meets_certctl_validation(rate_limit: bool) -> None:
+    secret = SessionSecrets()
+    env = certctl_env(
+        dsn="postgresql://u:p@127.0.0.1:5/certctl?sslmode=disable",
+        host="127.0.0.1",
+        port=8443,
+        cert=Path("/t/server.crt"),
+        key=Path("/t/server.key"),
+        migrations=Path("/m"),
+        secret=secret,
+        rate_limit=rate_limit,
+    )
+    assert env["CERTCTL_API_KEYS_NAMED"] == f"loadtest:{secret.api_token}:admin"  # admin role, not viewer
+    assert env["CERTCTL_AUTH_SECRET"] and env["CERTCTL_AGENT_BOOTSTRAP_TOKEN"]
+    assert len(env["CERTCTL_CONFIG_ENCRYPTION_KEY"].encode()) >= 32
+    assert not PLACEHOLDERS & set(env.values())
+    assert env["CERTCTL_DEMO_SEED"] == "true" and env["CERTCTL_RATE_LIMIT_ENABLED"] == str(rate_limit).lower()
+    assert (
+        env["CERTCTL_DATABASE_MIGRATIONS_PATH"] == "/m" and "sslmode=disable" in env["CERTCTL_DATABASE_URL"]
+    )
+    assert env["CERTCTL_SCHEDULER_RENEWAL_CHECK_INTERVAL"] == "24h"
+
+
+def test_secrets_differ_per_session_and_hide_in_repr() -> None:
+    a, b = SessionSecrets(), SessionSecrets()
+    assert len({a.api_token, b.api_token, a.auth_secret, a.bootstrap_token}) == 4
+    assert a.api_token not in repr(a)
+
+
+def test_standin_gets_secrets_in_env_not_argv() -> None:
+    secret = SessionSecrets()
+    argv = standin_argv(host="127.0.0.1", port=1, cert=Path("c"), key=Path("k"), rate_limit=True)
+    env = standin_env(dsn="postgresql://x", secret=secret)
+    assert argv[-2:] == ["--rate-limit", "on"]
+    assert secret.api_token not in " ".join(argv)
+    assert env["CERTLOAD_STANDIN_TOKEN"] == secret.api_token
