@@ -18,6 +18,7 @@ import math
 import ssl
 import sys
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,10 +27,17 @@ import pytest
 
 from pytest_certload.report.machine import describe_machine
 from pytest_certload.report.records import PhaseRecord, PhaseResults, ScenarioInfo, ScenarioResult
-from pytest_certload.report.summary import build_summary
+from pytest_certload.report.summary import build_summary, scenario_seconds
 from pytest_certload.report.table import render_table, summary_lines
 from pytest_certload.report.writer import write_json_atomic
-from pytest_certload.thresholds import ThresholdError, ThresholdSet, abort_check, evaluate, parse_thresholds
+from pytest_certload.thresholds import (
+    ThresholdError,
+    ThresholdSet,
+    abort_check,
+    breach_message,
+    evaluate,
+    parse_thresholds,
+)
 
 MARKERS = {
     "certload": "certload(executor=..., rate=..., time_unit=..., duration=..., vus=..., stages=..., "
@@ -44,13 +52,17 @@ MARKERS = {
 _SCENARIO_KEYS = {"thresholds", "fleets", "tags"}
 _EXECUTOR_KEYS = {
     "executor", "rate", "time_unit", "duration", "vus", "stages", "pre_allocated_vus", "max_vus",
-    "graceful_stop", "start_rate", "start_offset", "max_iterations",
+    "graceful_stop", "start_rate", "start_time", "start_offset", "max_iterations",
     "timeUnit", "preAllocatedVUs", "maxVUs", "gracefulStop", "startRate", "startTime",
 }  # fmt: skip
 
 
 class GeneratorSaturated(Exception):
     """The load generator, not the server, was the bottleneck: the phase's numbers are not valid."""
+
+
+class UnassertedThresholds(pytest.PytestWarning):
+    """A phase breached thresholds and the test never looked at its verdicts."""
 
 
 class ScenarioOptionError(ValueError):
@@ -157,7 +169,10 @@ def parse_scenario_options(
     try:
         if duration_override_s is not None:
             raw = _scale_duration(raw, duration_override_s)
-        spec = ExecutorSpec.from_options(raw)
+        engine_options = {("start_offset" if k == "start_time" else k): v for k, v in raw.items()}
+        if "start_time" in raw and ("start_offset" in raw or "startTime" in raw):
+            raise ScenarioOptionError("give start_time once (not also start_offset / startTime)")
+        spec = ExecutorSpec.from_options(engine_options)
     except (ExecutorOptionError, KeyError, TypeError) as exc:
         raise ScenarioOptionError(str(exc)) from None
     return ScenarioOptions(raw, spec, thresholds, tuple(fleets), {k: str(v) for k, v in tags.items()})
@@ -353,7 +368,10 @@ def list_lines(items: list[pytest.Item]) -> list[str]:
             continue
         markers = sorted({m.name for m in item.iter_markers() if m.name in MARKERS})
         spec = options.spec
-        thresholds = "; ".join(f"{t.key}: {t.expression}" for t in options.thresholds) or "-"
+        by_key: dict[str, list[str]] = {}
+        for t in options.thresholds:
+            by_key.setdefault(str(t.key), []).append(t.expression)
+        thresholds = "; ".join(f"{key}: {', '.join(exprs)}" for key, exprs in by_key.items()) or "-"
         rows.append(
             [
                 item.nodeid,
@@ -422,6 +440,7 @@ class SessionPlugin:
         for data in records:
             if data["id"] not in self.state.records:
                 self.state.add(PhaseRecord.from_dict(data))
+        report.certload_records = None  # the samples live in the state now; reports are kept all session
 
     def write_summary(self, exitstatus: int | None) -> None:
         state = self.state
@@ -435,6 +454,7 @@ class SessionPlugin:
             interrupted=state.interrupted,
             exit_status=exitstatus,
             stdout_tty=sys.stdout.isatty(),
+            duration_override_s=_duration_override(self.config),
         )
         if state.summary_path:
             write_json_atomic(state.summary_path, state.summary)
@@ -469,6 +489,7 @@ class Certload:
         self._request = request
         self._item = request.node
         self._config = request.config
+        self.records: list[PhaseRecord] = []
 
     @property
     def options(self) -> ScenarioOptions | None:
@@ -505,7 +526,10 @@ class Certload:
                 pytrace=False,
             )
         name = name or scenario_name(self._item)
-        record = self._run_phase({name: (iteration, options, dict(tags or {}))}, ThresholdSet(), ssl_context)
+        extra = {str(k): str(v) for k, v in (tags or {}).items()}
+        if "scenario" in extra:
+            raise ScenarioOptionError("run(tags=...) may not set 'scenario': pass name= instead")
+        record = self._run_phase({name: (iteration, options, extra)}, ThresholdSet(), ssl_context)
         return ScenarioResult(record, name)
 
     def run_many(
@@ -528,7 +552,9 @@ class Certload:
                 raise ScenarioOptionError(f"run_many[{scenario!r}] must be (iteration, options_dict)")
             iteration, own = entry
             try:
-                merged = {**base_executor, "tags": base.get("tags", {}), **own}
+                own_tags = own.get("tags", {})
+                tags = {**base.get("tags", {}), **own_tags} if isinstance(own_tags, Mapping) else own_tags
+                merged = {**base_executor, **own, "tags": tags}
                 parsed[scenario] = (
                     iteration,
                     parse_scenario_options(merged, override, require_executor=True),
@@ -568,7 +594,15 @@ class Certload:
                 executor=opts.spec.executor,
                 target_rate_per_s=opts.target_rate_per_s,
                 target_vus=opts.spec.vus or None,
-                verdicts=evaluate(scoped[name], result, duration_s),
+                verdicts=evaluate(
+                    scoped[name],
+                    result,
+                    scenario_seconds(
+                        result, name, opts.spec.start_offset, duration_s, opts.spec.total_duration
+                    ),
+                ),
+                start_offset_s=opts.spec.start_offset,
+                scheduled_s=opts.spec.total_duration,
             )
             for name, (_, opts, _) in scenarios.items()
         ]
@@ -586,7 +620,9 @@ class Certload:
             stack=stack.describe() if stack is not None and hasattr(stack, "describe") else None,
         )
         self._config.stash[STATE].add(record)
-        self._item.stash.setdefault(PENDING, []).append(record)
+        self.records.append(record)
+        if _is_worker(self._config):  # the controller gets it with this test's report
+            self._item.stash.setdefault(PENDING, []).append(record)
         if record.saturated:
             raise GeneratorSaturated(
                 f"the load generator, not the server, was the bottleneck ({record.saturation_reason}); "
@@ -607,6 +643,12 @@ def _abort_kwargs(run_phase: Any, thresholds: ThresholdSet) -> dict[str, Any]:
     for name in ("abort_check", "should_abort", "abort"):
         if name in params:
             return {name: check}
+    warnings.warn(
+        "abortOnFail thresholds are evaluated at the end of the phase only: this engine's run_phase "
+        "takes no abort_check callback",
+        pytest.PytestWarning,
+        stacklevel=3,
+    )
     return {}
 
 
@@ -638,9 +680,19 @@ def _json_safe_options(raw: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture
-def certload(request: pytest.FixtureRequest) -> Certload:
+def certload(request: pytest.FixtureRequest):
     """Run this test's load phase: ``certload.run(iteration)`` / ``certload.run_many({...})``."""
-    return Certload(request)
+    runner = Certload(request)
+    yield runner
+    for record in runner.records:
+        if not record.ok and not record.inspected and not record.saturated:
+            warnings.warn(
+                f"{request.node.nodeid}: thresholds breached but never checked -- call "
+                f"result.assert_thresholds() (or assert result.ok, result.breach_message()):\n"
+                + breach_message(record.verdicts),
+                UnassertedThresholds,
+                stacklevel=1,
+            )
 
 
 __all__ = [
@@ -648,5 +700,6 @@ __all__ = [
     "GeneratorSaturated",
     "ScenarioOptionError",
     "ScenarioOptions",
+    "UnassertedThresholds",
     "parse_scenario_options",
 ]

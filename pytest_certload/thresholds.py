@@ -12,8 +12,9 @@ so a healthy run does not fail for being healthy:
 
 * counters are exact: a counter with no increments *is* 0, so ``count==0`` on an empty selection passes
   (for the engine's own counters; a custom metric that was never recorded fails, as it may be a typo);
-* a rate over 0 requests is 0.0 (``http_req_failed{status_class:5xx}: rate<0.01`` passes when no request
-  answered 5xx) -- but only when every tag key of the filter is recorded on that metric somewhere.
+* a rate over 0 matching requests is 0.0 (``http_req_failed{status_class:5xx}: rate<0.01`` passes when
+  no request answered 5xx) -- but only when the scenario (or the phase) did send requests and every tag
+  key of the filter is recorded on that metric somewhere.
   A filter on a tag key nothing ever sets (the original harness's ``server_error:true``) fails for every
   metric type, because it can only ever be vacuous.
 """
@@ -298,7 +299,9 @@ def parse_expression(key: MetricKey, text: object, metric_type: MetricType | Non
     match = _EXPR_RE.match(text)
     if not match:
         hint = ""
-        if re.search(r"\bp\s*\d", text) or "p[" in text:
+        if "%" in text:
+            hint = " (a rate is a fraction: write 1% as 0.01)"
+        elif re.search(r"\bp\s*\d", text) or "p[" in text:
             hint = " (percentiles are written p(95))"
         elif re.search(r"(?<![<>=!])=(?!=)", text):
             hint = " (equality is ==)"
@@ -498,8 +501,11 @@ def evaluate_one(t: Threshold, source: MetricSource) -> Verdict:
             return fail("no samples")
     elif actual_type == "rate":
         trues, count = source.rate(t.key)
-        if count == 0 and not t.key.tags:
-            return fail("no samples")
+        if count == 0:
+            # 0.0 only when requests happened and the extra tags simply matched none of them
+            scope = MetricKey(t.key.name, tuple((k, v) for k, v in t.key.tags if k == "scenario"))
+            if scope == t.key or source.rate(scope)[1] == 0:
+                return fail("no samples")
         observed = trues / count if count else 0.0
     else:
         count = source.counter(t.key)

@@ -102,6 +102,7 @@ class _Connection(asyncio.Protocol):
         "keep_alive",
         "parser",
         "pool",
+        "registry",
         "status",
         "timer",
         "tls_version",
@@ -110,8 +111,9 @@ class _Connection(asyncio.Protocol):
         "waiter",
     )
 
-    def __init__(self, pool: _OriginPool | None) -> None:
+    def __init__(self, pool: _OriginPool | None, registry: set[_Connection]) -> None:
         self.pool = pool
+        self.registry = registry
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.waiter: asyncio.Future | None = None
@@ -137,6 +139,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.registry.add(self)
 
     def data_received(self, data: bytes) -> None:
         if self.waiter is None:  # bytes nobody asked for: the connection is not reusable
@@ -242,6 +245,7 @@ class _Connection(asyncio.Protocol):
         self._mark_dead()
 
     def _mark_dead(self) -> None:
+        self.registry.discard(self)
         if not self.dead:
             self.dead = True
             if self.pool is not None:
@@ -333,6 +337,7 @@ class HttpClient:
         self.max_connections = max_connections_per_origin
         self._pools: dict[tuple[str, str, int], _OriginPool] = {}
         self._urls: dict[str, _ParsedUrl] = {}
+        self._conns: set[_Connection] = set()  # every open connection, pooled or not
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -402,7 +407,11 @@ class HttpClient:
                 conn.close()
                 return resp
             sent = resp.sent_ns = monotonic_ns()
-            await conn.send(data, method == "HEAD", remaining, loop)
+            try:
+                await conn.send(data, method == "HEAD", remaining, loop)
+            except asyncio.CancelledError:
+                conn.close()  # the iteration was cancelled mid-request: the connection is unusable
+                raise
             if reused and attempt == 0 and not conn.first_byte_ns and conn.error.startswith("connection_"):
                 # The server closed an idle keep-alive connection as we reused it; like every
                 # HTTP/1.1 client, retry once on a fresh connection (nothing was received).
@@ -476,6 +485,10 @@ class HttpClient:
             except TimeoutError:
                 resp.error = "timeout"
                 return None, False
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled() and waiter.result() is not None:
+                    pool.release(waiter.result())  # handed over just as we were cancelled
+                raise
             if conn is not None and not conn.closed:
                 return conn, True
 
@@ -485,7 +498,7 @@ class HttpClient:
         """Open a connection, timing TCP connect and the TLS handshake separately."""
         loop = self._loop
         assert loop is not None
-        conn = _Connection(pool if pooled else None)
+        conn = _Connection(pool if pooled else None, self._conns)
         if pooled:
             pool.open += 1
         try:
@@ -551,9 +564,9 @@ class HttpClient:
         return pool.addresses
 
     def close(self) -> None:
-        """Close every pooled connection."""
+        """Close every connection (idle, or left mid-request by a cancelled iteration)."""
+        for conn in list(self._conns):
+            conn.close()
         for pool in self._pools.values():
-            for conn in pool.idle:
-                conn.close()
             pool.idle.clear()
         self._pools.clear()

@@ -26,6 +26,8 @@ class ScenarioInfo:
     target_rate_per_s: float | None  # iterations/s the executor aimed at (arrival-rate executors)
     target_vus: int | None  # VUs for constant-vus
     verdicts: list[Verdict] = field(default_factory=list)
+    start_offset_s: float = 0.0  # k6's startTime: the scenario waited this long before its first iteration
+    scheduled_s: float = 0.0  # the executor's schedule length (duration or the sum of stages)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -35,6 +37,8 @@ class ScenarioInfo:
             "target_rate_per_s": self.target_rate_per_s,
             "target_vus": self.target_vus,
             "verdicts": [v.to_dict() for v in self.verdicts],
+            "start_offset_s": self.start_offset_s,
+            "scheduled_s": self.scheduled_s,
         }
 
     @classmethod
@@ -46,6 +50,8 @@ class ScenarioInfo:
             target_rate_per_s=data["target_rate_per_s"],
             target_vus=data["target_vus"],
             verdicts=[Verdict.from_dict(v) for v in data["verdicts"]],
+            start_offset_s=data.get("start_offset_s", 0.0),
+            scheduled_s=data.get("scheduled_s", 0.0),
         )
 
 
@@ -64,6 +70,7 @@ class PhaseRecord:
     aborted: str | None = None  # why an abortOnFail threshold stopped the phase early
     stack: dict[str, Any] | None = None
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    inspected: bool = field(default=False, compare=False)  # did the test look at its verdicts? (not sent)
 
     @property
     def verdicts(self) -> list[Verdict]:
@@ -122,6 +129,7 @@ class ScenarioResult:
 
     @property
     def verdicts(self) -> list[Verdict]:
+        self.record.inspected = True
         return list(self.info.verdicts)
 
     @property
@@ -130,9 +138,11 @@ class ScenarioResult:
 
     @property
     def ok(self) -> bool:
+        self.record.inspected = True
         return all(v.ok for v in self.info.verdicts)
 
     def breach_message(self) -> str:
+        self.record.inspected = True
         return breach_message(self.info.verdicts, f"thresholds breached in scenario {self.name}")
 
     def assert_thresholds(self) -> None:
@@ -171,13 +181,16 @@ class PhaseResults(Mapping[str, ScenarioResult]):
 
     @property
     def verdicts(self) -> list[Verdict]:
+        self.record.inspected = True
         return self.record.verdicts
 
     @property
     def ok(self) -> bool:
+        self.record.inspected = True
         return self.record.ok
 
     def breach_message(self) -> str:
+        self.record.inspected = True
         return breach_message(self.record.verdicts, "thresholds breached in this phase")
 
     def assert_thresholds(self) -> None:

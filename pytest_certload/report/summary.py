@@ -108,6 +108,20 @@ def threshold_entries(records: Iterable[PhaseRecord]) -> dict[str, dict[str, dic
     return out
 
 
+def scenario_seconds(
+    result: Any, name: str, start_offset_s: float, phase_seconds: float, scheduled_s: float = 0.0
+) -> float:
+    """How long one scenario generated load: its own run minus k6's startTime wait, and never less
+    than its schedule (the last arrival of a short schedule comes before the schedule's end)."""
+    bounds = (result.meta.get("scenarios") or {}).get(name) or {}
+    began, ended = bounds.get("started_at"), bounds.get("ended_at")
+    if isinstance(began, int | float) and isinstance(ended, int | float):
+        seconds = ended - began
+    else:
+        seconds = phase_seconds
+    return max(seconds - start_offset_s, scheduled_s, 0.0)
+
+
 def scenario_entry(record: PhaseRecord, info: ScenarioInfo) -> dict[str, Any]:
     """Our per-scenario results: what ran, at what rate, how it came out."""
     result = record.result
@@ -115,11 +129,7 @@ def scenario_entry(record: PhaseRecord, info: ScenarioInfo) -> dict[str, Any]:
     stats = result.trend_stats("http_req_duration", wanted)
     trues, total = result.select_rate("http_req_failed", wanted)
     iterations = result.select_counter("iterations", wanted)
-    bounds = (result.meta.get("scenarios") or {}).get(info.name) or {}
-    if isinstance(bounds.get("started_at"), int | float) and isinstance(bounds.get("ended_at"), int | float):
-        seconds = bounds["ended_at"] - bounds["started_at"]  # the scenario's own run (k6's startTime aside)
-    else:
-        seconds = record.duration_s
+    seconds = scenario_seconds(result, info.name, info.start_offset_s, record.duration_s, info.scheduled_s)
     return {
         "test": record.nodeid,
         "executor": info.executor,
@@ -150,6 +160,16 @@ def connector_tier(merged: Any) -> dict[str, dict[str, Any] | None]:
             out[target] = None
             continue
         trues, total = merged.select_rate("http_req_failed", wanted)
+        iterations = merged.select_counter("iterations", wanted)
+        if (
+            not iterations
+        ):  # target_type was a request tag, not a scenario tag: count its scenarios' iterations
+            scenarios = {
+                s
+                for s in merged.tag_values("scenario")
+                if merged.select_counter("http_reqs", {"scenario": s, "target_type": target})
+            }
+            iterations = sum(merged.select_counter("iterations", {"scenario": s}) for s in scenarios)
         out[target] = {
             "p50": stats["med"],
             "p95": stats["p(95)"],
@@ -157,7 +177,7 @@ def connector_tier(merged: Any) -> dict[str, dict[str, Any] | None]:
             "max": stats["max"],
             "avg": stats["avg"],
             "error_rate": trues / total if total else 0.0,
-            "iterations": _number(merged.select_counter("iterations", wanted)),
+            "iterations": _number(iterations),
             "requests": _number(merged.select_counter("http_reqs", wanted)),
         }
     return out
@@ -172,6 +192,7 @@ def build_summary(
     interrupted: bool = False,
     exit_status: int | None = None,
     stdout_tty: bool = False,
+    duration_override_s: float | None = None,
 ) -> dict[str, Any]:
     """The whole JSON document for one pytest session."""
     records = list(records)
@@ -219,6 +240,7 @@ def build_summary(
         "options": {
             "summaryTrendStats": list(TREND_STATS),
             "summaryTimeUnit": "ms",
+            "durationOverrideSeconds": duration_override_s,  # --certload-duration, when given
             "noColor": True,
             "scenarios": {
                 name: {**entry["options"], "test": entry["test"]} for name, entry in scenarios.items()

@@ -32,7 +32,7 @@ def _ms(value: float | None) -> str:
 def _rate(achieved: float | None, target: float | None, vus: int | None) -> str:
     got = "-" if achieved is None else f"{achieved:.1f}"
     if target:
-        return f"{got}/{target:g}"
+        return f"{got}/{target:.3g}"
     if vus:
         return f"{got} ({vus} vus)"
     return got
@@ -41,7 +41,8 @@ def _rate(achieved: float | None, target: float | None, vus: int | None) -> str:
 def summary_lines(summary: dict[str, Any]) -> list[str]:
     """Header with the target, one row per scenario, then every breached threshold."""
     target = summary["stack"].get("target") or "no certload_stack (tests' own servers)"
-    lines = [f"target: {target}"]
+    override = summary["options"].get("durationOverrideSeconds")
+    lines = [f"target: {target}" + (f" (every phase's duration set to {override:g}s)" if override else "")]
     rows = []
     breaches = []
     for name, s in summary["scenarios"].items():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -166,7 +167,7 @@ async def seed_fleet_via_api_async(
     deadline = time.monotonic() + timeout_s
     bodies = api_bodies(fleet, now)
     out = _Outcome()
-    verify: Any = str(ca_bundle) if ca_bundle else True
+    verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(ca_bundle)) if ca_bundle else True
     headers = {"Authorization": f"Bearer {token}"}
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(

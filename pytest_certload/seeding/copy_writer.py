@@ -29,13 +29,14 @@ def _like_prefix(prefix: str) -> str:
 
 
 def seed_fleet(conn: psycopg.Connection, fleet: Fleet, *, now: datetime | None = None) -> SeedReport:
-    """Seed ``fleet`` through ``conn`` (committed unless the caller holds an outer transaction)."""
+    """Seed ``fleet`` through ``conn``: committed on return, unless the caller has a transaction open
+    on ``conn`` (then it is a savepoint inside it and the caller commits)."""
     started = time.perf_counter()
-    check_schema(conn, fleet)
     table = sql.Identifier(fleet.table)
     stage = sql.Identifier(STAGE)
     cols = sql.SQL(", ").join(map(sql.Identifier, fleet.column_names))
     with conn.transaction(), conn.cursor() as cur:
+        check_schema(conn, fleet)  # inside: an implicit transaction would turn ours into a savepoint
         cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(stage))
         cur.execute(
             sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
@@ -43,7 +44,7 @@ def seed_fleet(conn: psycopg.Connection, fleet: Fleet, *, now: datetime | None =
             )
         )
         with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(stage, cols)) as copy:
-            for row in fleet.rows(now or datetime.now(UTC)):
+            for row in fleet.rows(now or datetime.now(UTC), for_copy=True):
                 copy.write_row(row)
         cur.execute(
             sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT DO NOTHING").format(

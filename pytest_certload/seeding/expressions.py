@@ -17,7 +17,9 @@ from collections.abc import Callable
 ALLOWED_NAMES = frozenset({"i"})
 ALLOWED_BINOPS = (ast.Add, ast.Sub, ast.Mult, ast.FloorDiv, ast.Mod)
 # A format spec for an int: fill/align, sign, zero padding, width, grouping, type. No nested fields.
-FORMAT_SPEC = re.compile(r"^(?:[^{}]?[<>=^])?[+\- ]?#?0?\d{0,3}[,_]?[bdoxX]?$")
+# The fill character is limited to word characters, space, '.' and '-' so formatted numbers never
+# need quoting inside a PostgreSQL array literal.
+FORMAT_SPEC = re.compile(r"^(?:[\w .\-]?[<>=^])?[+\- ]?#?0?\d{0,3}[,_]?[bdoxX]?$")
 
 
 class FleetExpressionError(ValueError):
@@ -57,8 +59,12 @@ def expression_source(source: str) -> str:
     return f"({ast.unparse(tree.body)})"
 
 
-def template_source(template: str) -> str:
-    """Validate a ``{expr:spec}`` template and return Python source building the string."""
+def template_source(template: str, escape_literal: Callable[[str], str] | None = None) -> str:
+    """Validate a ``{expr:spec}`` template and return Python source building the string.
+
+    ``escape_literal`` rewrites the literal text at compile time (quoting for array literals);
+    formatted numbers never need it.
+    """
     parts: list[str] = []
     try:
         parsed = list(string.Formatter().parse(template))
@@ -68,7 +74,7 @@ def template_source(template: str) -> str:
         ) from None
     for literal, field, spec, conversion in parsed:
         if literal:
-            parts.append(repr(literal))
+            parts.append(repr(escape_literal(literal) if escape_literal else literal))
         if field is None:
             continue
         if conversion:

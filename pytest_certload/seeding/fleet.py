@@ -46,9 +46,21 @@ class Requirement:
 
 @dataclass(frozen=True)
 class ColumnSpec:
+    """One column: Python source of its value, built only from validated pieces.
+
+    ``copy_source``, when set, produces the value in the form COPY wants (a PostgreSQL array
+    literal instead of a list: dumping a list costs psycopg twice as much as the whole row).
+    """
+
     name: str
     kind: str
-    source: str  # Python source of the value, built only from validated pieces
+    source: str
+    copy_source: str | None = None
+
+
+def array_element_escape(text: str) -> str:
+    """Quote-safe text inside a double-quoted PostgreSQL array element."""
+    return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
 class IdRange(Sequence[str]):
@@ -115,14 +127,18 @@ class Fleet:
         clone = Fleet(**{**self.__dict__, "count": count})
         return clone
 
-    def row_function(self, now: datetime) -> Callable[[int], tuple]:
-        """``f(i) -> tuple`` of column values, compiled once per seeding run (``now`` is fixed)."""
-        body = "(" + ", ".join(c.source for c in self.columns) + ",)"
+    def row_function(self, now: datetime, for_copy: bool = False) -> Callable[[int], tuple]:
+        """``f(i) -> tuple`` of column values, compiled once per seeding run (``now`` is fixed).
+
+        ``for_copy`` gives arrays as PostgreSQL literals (text COPY); otherwise Python lists.
+        """
+        sources = [(c.copy_source or c.source) if for_copy else c.source for c in self.columns]
+        body = "(" + ", ".join(sources) + ",)"
         return compile_function(body, {**self._namespace, "_now": now, "_td": timedelta})  # type: ignore[return-value]
 
-    def rows(self, now: datetime | None = None) -> Iterator[tuple]:
+    def rows(self, now: datetime | None = None, for_copy: bool = False) -> Iterator[tuple]:
         """Stream the fleet's rows (a generator: memory does not grow with ``count``)."""
-        make = self.row_function(now or datetime.now(UTC))
+        make = self.row_function(now or datetime.now(UTC), for_copy)
         for i in range(self.first, self.first + self.count):
             yield make(i)
 
@@ -139,9 +155,13 @@ def _check_count(count: object, path: Path) -> None:
         raise FleetDefinitionError(f"{path}: fleet.count must be an integer 1..{MAX_ROWS}, got {count!r}")
 
 
-def _column(name: str, raw: Any, namespace: dict[str, object], where: str) -> ColumnSpec:
-    """Turn one ``[columns]`` entry into validated Python source."""
-    slot = f"_c_{name}"
+def _column(index: int, name: str, raw: Any, namespace: dict[str, object], where: str) -> ColumnSpec:
+    """Turn one ``[columns]`` entry into validated Python source.
+
+    Values that are not plain expressions live in ``namespace`` under a slot named by the column's
+    position, never by its name: a column name is data and must not reach the generated source.
+    """
+    slot = f"_c{index}"
     try:
         if isinstance(raw, str):
             return ColumnSpec(name, "template", template_source(raw))
@@ -195,9 +215,10 @@ def _column(name: str, raw: Any, namespace: dict[str, object], where: str) -> Co
         items = raw["items"]
         if not isinstance(items, list):
             raise FleetDefinitionError(f"{where}: array.items must be a list of template strings")
-        return ColumnSpec(
-            name, kind, "[" + ", ".join(template_source(_string(t, where)) for t in items) + "]"
-        )
+        python = "[" + ", ".join(template_source(_string(t, where)) for t in items) + "]"
+        quoted = [f"'\"' + {template_source(t, array_element_escape)} + '\"'" for t in items]
+        literal = "'{' + " + " + ',' + ".join(quoted) + " + '}'" if quoted else "'{}'"
+        return ColumnSpec(name, kind, python, literal)
     except FleetExpressionError as exc:
         raise FleetDefinitionError(f"{where}: {exc}") from None
 
@@ -262,7 +283,10 @@ def parse_fleet(data: dict[str, Any], path: Path, name: str | None = None) -> Fl
             raise FleetDefinitionError(f"{path}: fleet.requires[{k}] needs 'table' and 'id'")
         requires.append(Requirement(req["table"], req["id"], req.get("hint", "")))
     namespace: dict[str, object] = {}
-    specs = [_column(col, raw, namespace, f"{path}: columns.{col}") for col, raw in columns.items()]
+    specs = [
+        _column(k, col, raw, namespace, f"{path}: columns.{col}")
+        for k, (col, raw) in enumerate(columns.items())
+    ]
     fleet = Fleet(
         name=name or path.stem,
         path=path,

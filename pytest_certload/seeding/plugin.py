@@ -13,6 +13,9 @@ import pytest
 from pytest_certload.seeding.report import SeedReport
 from pytest_certload.seeding.seeder import FleetSeeder
 
+# name -> SeedReport of every fleet seeded this session (for summaries: ``report.to_dict()``)
+SEED_REPORTS_KEY = pytest.StashKey[dict[str, SeedReport]]()
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("certload-seeding", "pytest-certload fleet seeding")
@@ -35,19 +38,34 @@ def certload_seed(request: pytest.FixtureRequest, certload_stack) -> FleetSeeder
     """Callable ``seed(fleet_name) -> SeedReport``, one per session (each fleet seeds once)."""
     config = request.config
     seeds_dir = config.getoption("certload_seeds_dir")
-    return FleetSeeder(
+    seeder = FleetSeeder(
         certload_stack,
         allow_external=bool(config.getoption("certload_allow_external_load", default=False)),
         via=config.getoption("certload_seed_via"),
         seeds_dir=Path(seeds_dir) if seeds_dir else None,
     )
+    config.stash[SEED_REPORTS_KEY] = seeder.reports
+    return seeder
 
 
 @pytest.fixture
 def certload_fleets(request: pytest.FixtureRequest, certload_seed: FleetSeeder) -> dict[str, SeedReport]:
     """Seeds the fleets named by ``@pytest.mark.certload(fleets=[...])``; returns name -> SeedReport."""
     marker = request.node.get_closest_marker("certload")
-    fleets = list(marker.kwargs.get("fleets", ())) if marker else []
-    if isinstance(marker and marker.kwargs.get("fleets"), str):
+    fleets = marker.kwargs.get("fleets", ()) if marker else ()
+    if isinstance(fleets, str) or not all(isinstance(name, str) for name in fleets):
         raise pytest.UsageError(f"{request.node.nodeid}: certload(fleets=...) takes a list of fleet names")
     return {name: certload_seed(name) for name in fleets}
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    reports = config.stash.get(SEED_REPORTS_KEY, {})
+    if not reports:
+        return
+    terminalreporter.section("certload seeding")
+    for r in reports.values():
+        span = f" ids {r.id_range[0]} .. {r.id_range[1]}" if r.id_range else ""
+        terminalreporter.write_line(
+            f"{r.fleet}: {r.present}/{r.expected} rows in {r.table} ({r.inserted} new) "
+            f"via {r.method} in {r.seconds:.2f} s{span}"
+        )

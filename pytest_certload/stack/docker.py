@@ -21,7 +21,10 @@ Every container carries ``org.testcontainers=true`` (added by testcontainers) an
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 import sysconfig
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -46,6 +49,8 @@ from pytest_certload.stack.tls import TLSMaterial
 
 SESSION_LABEL = "io.certload.session"
 COMPONENT_LABEL = "io.certload.component"
+OWNER_LABEL = "io.certload.owner"  # "<pid>:<start time>" of the pytest process that answers for it
+WORKDIR_LABEL = "io.certload.workdir"  # removed with the orphans when it is one of our temp dirs
 HOST = "127.0.0.1"
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 PYTHON_IMAGE = "python:3.11-slim-bookworm"
@@ -82,6 +87,44 @@ def reap(session_id: str) -> list[str]:
             c.remove(force=True)
         for n in client.networks.list(filters={"label": f"{SESSION_LABEL}={session_id}"}):
             n.remove()
+    finally:
+        client.close()
+    return removed
+
+
+def owner_id(pid: int) -> str:
+    """``pid:start-time`` of the process that answers for a container (pid reuse cannot fake it)."""
+    import psutil
+
+    return f"{pid}:{psutil.Process(pid).create_time():.2f}"
+
+
+def reap_orphans() -> list[str]:
+    """Remove our containers whose owning pytest process is gone (killed with SIGKILL, crashed).
+
+    Without Ryuk nothing else would: SIGKILL leaves no chance for finalizers.
+    """
+    import docker
+    import psutil
+
+    client = docker.from_env(timeout=30)
+    removed = []
+    try:
+        for c in client.containers.list(all=True, filters={"label": OWNER_LABEL}):
+            pid, _, started = c.labels[OWNER_LABEL].partition(":")
+            try:
+                alive = f"{psutil.Process(int(pid)).create_time():.2f}" == started
+            except (psutil.NoSuchProcess, ValueError):
+                alive = False
+            if not alive:
+                removed.append(c.name)
+                with contextlib.suppress(Exception):
+                    c.remove(force=True)
+                workdir = Path(c.labels.get(WORKDIR_LABEL, ""))
+                if workdir.name.startswith("certload-stack-") and workdir.parent == Path(
+                    tempfile.gettempdir()
+                ):
+                    shutil.rmtree(workdir, ignore_errors=True)
     finally:
         client.close()
     return removed
@@ -157,7 +200,13 @@ class DockerProvider:
     """Starts the stack as containers; :meth:`stop` removes every one of them."""
 
     def __init__(
-        self, opts: StackOptions, workdir: Path, tls: TLSMaterial, secret: SessionSecrets, session_id: str
+        self,
+        opts: StackOptions,
+        workdir: Path,
+        tls: TLSMaterial,
+        secret: SessionSecrets,
+        session_id: str,
+        owner_pid: int | None = None,
     ) -> None:
         self.opts, self.workdir, self.tls, self.secret, self.session_id = (
             opts,
@@ -170,6 +219,7 @@ class DockerProvider:
         self.listen = HOST if self.host_mode else "0.0.0.0"
         self.network: Network | None = None
         self.components: list[Component] = []
+        self.owner = owner_id(owner_pid or os.getpid())
 
     # -- images ------------------------------------------------------------------------------
     def image_for(self, role: str) -> str:
@@ -202,6 +252,7 @@ class DockerProvider:
 
     def _start(self) -> Stack:
         timeout = self.opts.ready_timeout
+        reap_orphans()
         if not self.host_mode:
             self.network = Network(docker_network_kw={"labels": {SESSION_LABEL: self.session_id}}).create()
         components: dict[str, dict] = {}
@@ -233,7 +284,9 @@ class DockerProvider:
 
         server, comp, url = self._certctl(inner_dsn, ports["certctl"])
         ready_s = comp.wait_ready(
-            lambda: certctl_ready(url, str(self.tls.ca_cert)), timeout, "answering /health and /ready"
+            lambda: certctl_ready(url, str(self.tls.ca_cert)) and self._listens(comp, ports["certctl"]),
+            timeout,
+            "answering /health and /ready",
         )
         version = certctl_version(url, str(self.tls.ca_cert))
         components["certctl"] = {
@@ -290,7 +343,13 @@ class DockerProvider:
     ) -> Component:
         container = LoopbackContainer(image, command=command, env=env or {})
         container.with_name(f"certload-{self.session_id[:12]}-{name.replace(' ', '-')}")
-        kwargs: dict = {"labels": {SESSION_LABEL: self.session_id, COMPONENT_LABEL: name}}
+        labels = {
+            SESSION_LABEL: self.session_id,
+            COMPONENT_LABEL: name,
+            OWNER_LABEL: self.owner,
+            WORKDIR_LABEL: str(self.workdir),
+        }
+        kwargs: dict = {"labels": labels}
         if self.host_mode:
             kwargs["network_mode"] = "host"
         else:
@@ -312,7 +371,14 @@ class DockerProvider:
             hint = ""
             text = str(exc).lower()
             if any(
-                m in text for m in ("no such image", "pull access denied", "not found", "manifest unknown")
+                m in text
+                for m in (
+                    "no such image",
+                    "pull access denied",
+                    "not found",
+                    "manifest unknown",
+                    "images/create",
+                )
             ):
                 hint = (
                     " (image not available locally and not pullable; on machines without a registry pass "
@@ -324,13 +390,16 @@ class DockerProvider:
         comp.started = time.monotonic()
         return comp
 
+    def _listens(self, comp: Component, port: int) -> bool:
+        """In host mode: the container's own process holds the listening socket (bridge: its own port)."""
+        if not self.host_mode:
+            return True
+        pid = comp.container.get_wrapped_container().attrs.get("State", {}).get("Pid")
+        return bool(pid) and process_listens(pid, port)
+
     def _is_ours(self, comp: Component, port: int) -> bool:
-        """Presents our leaf; in host mode also: the container's own process listens on the port."""
-        if self.host_mode:
-            pid = comp.container.get_wrapped_container().attrs.get("State", {}).get("Pid")
-            if not pid or not process_listens(pid, port):
-                return False
-        return presents_leaf(HOST, port, self.tls.fingerprint_sha256)
+        """Our container listens on the port and presents our leaf."""
+        return presents_leaf(HOST, port, self.tls.fingerprint_sha256) and self._listens(comp, port)
 
     def _python_mounts(self) -> tuple[tuple[Path | str, str], ...]:
         site = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}

@@ -26,7 +26,7 @@ from pytest_certload.stack.model import Secret, Stack, Target
 from pytest_certload.stack.options import StackOptions
 from pytest_certload.stack.ports import distinct_free_ports
 from pytest_certload.stack.postgres import NativePostgres
-from pytest_certload.stack.probes import certctl_ready, certctl_version, is_ours
+from pytest_certload.stack.probes import certctl_ready, certctl_version, is_ours, process_listens
 from pytest_certload.stack.process import ManagedProcess
 from pytest_certload.stack.tls import TLSMaterial
 
@@ -99,9 +99,8 @@ class NativeProvider:
         self.processes.append(proc.start())
 
         def certctl_is_ours() -> bool:
-            return process_listens(proc.popen.pid, ports["certctl"]) and certctl_ready(
-                url, str(self.tls.ca_cert)
-            )
+            ca = str(self.tls.ca_cert)
+            return certctl_ready(url, ca) and process_listens(proc.popen.pid, ports["certctl"])
 
         proc.wait_ready(certctl_is_ours, timeout, "listening, answering /health and /ready")
         ready_s = time.monotonic() - t0

@@ -8,15 +8,17 @@ every worker, stops the stack once at the end of the run.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from filelock import FileLock
 
 from pytest_certload.stack import process
-from pytest_certload.stack.model import Stack
+from pytest_certload.stack.model import Stack, Target
 from pytest_certload.stack.options import StackOptions, add_options, options_from_config
 from pytest_certload.stack.process import ComponentFailed
 from pytest_certload.stack.session import (
@@ -93,9 +95,10 @@ def certload_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
     """The stack under test (docker, native or external), started once per run."""
     config = request.config
     opts = config.stash[OPTIONS_KEY]
-    session = StackSession(opts)
+    xdist_worker = hasattr(config, "workerinput")
+    session = StackSession(opts, owner_pid=os.getppid() if xdist_worker else None)  # the controller
     config.stash[SESSIONS_KEY].append(session)
-    if not hasattr(config, "workerinput"):
+    if not xdist_worker:
         request.addfinalizer(session.stop)
         return session.start()
 
@@ -135,6 +138,17 @@ def require_owned_or_allowed(stack: Stack, config: pytest.Config) -> None:
         "and send heavy traffic. If this deployment is yours to load, pass --certload-allow-external-load.",
         pytrace=False,
     )
+
+
+@pytest.fixture(name="require_target")
+def require_target_fixture(certload_stack: Stack) -> Callable[[str], Target]:
+    """``require_target("haproxy")`` skips the test (with the reason) unless the stack has that target."""
+
+    def need(name: str) -> Target:
+        require_target(certload_stack, name)
+        return certload_stack.targets[name]
+
+    return need
 
 
 @pytest.fixture

@@ -63,16 +63,18 @@ def process_listens(pid: int, port: int) -> bool:
         procs = [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
         return False
+    inspected = 0
     for proc in procs:
         try:
             conns = proc.net_connections(kind="tcp")
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
+        inspected += 1
         if any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port for c in conns):
             return True
-    return False
+    return inspected == 0 and root.is_running()  # sockets not inspectable here: the leaf check must do
 
 
 def is_ours(pid: int, host: str, port: int, fingerprint: str) -> bool:
     """Our process listens on host:port and the listener presents our leaf."""
-    return process_listens(pid, port) and presents_leaf(host, port, fingerprint)
+    return presents_leaf(host, port, fingerprint) and process_listens(pid, port)  # cheap check first

@@ -35,6 +35,7 @@ class TeardownHandle:
 
     session_id: str
     kind: str
+    owner: str = ""  # "<pid>:<start time>" of the pytest process that answers for the stack
     processes: list[dict] = field(default_factory=list)  # {pid, create_time, stop_signal}
     directories: list[str] = field(default_factory=list)
 
@@ -48,8 +49,9 @@ def resolve_provider(opts: StackOptions) -> str:
 class StackSession:
     """Owns the provider for this process; :meth:`stop` is idempotent."""
 
-    def __init__(self, opts: StackOptions) -> None:
+    def __init__(self, opts: StackOptions, owner_pid: int | None = None) -> None:
         self.opts = opts
+        self.owner_pid = owner_pid  # who answers for containers; the xdist controller under xdist
         self.kind = resolve_provider(opts)
         self.session_id = uuid.uuid4().hex
         self.provider: NativeProvider | docker_provider.DockerProvider | None = None
@@ -68,6 +70,8 @@ class StackSession:
             self.workdir = Path(tempfile.mkdtemp(prefix="certload-stack-"))
             self._own_workdir = True
         os.chmod(self.workdir, 0o755)  # daemons that drop privileges (apache, nginx workers) read from here
+        if self.kind == "native":
+            reap_native_orphans()
         tls = make_tls_material(self.workdir / "tls")
         secret = SessionSecrets()
         if self.kind == "docker":
@@ -79,7 +83,7 @@ class StackSession:
                     "or run with --certload-stack=native",
                 )
             self.provider = docker_provider.DockerProvider(
-                self.opts, self.workdir, tls, secret, self.session_id
+                self.opts, self.workdir, tls, secret, self.session_id, owner_pid=self.owner_pid
             )
         else:
             self.provider = NativeProvider(self.opts, self.workdir, tls, secret)
@@ -88,10 +92,14 @@ class StackSession:
         except BaseException:
             self._remove_workdir()
             raise
+        if self._own_workdir and self.kind == "native":  # lets a later session reap us after a SIGKILL
+            (self.workdir / HANDLE_FILE).write_text(json.dumps(asdict(self.handle())))
         return self.stack
 
     def handle(self) -> TeardownHandle:
-        h = TeardownHandle(self.session_id, self.kind)
+        h = TeardownHandle(
+            self.session_id, self.kind, docker_provider.owner_id(self.owner_pid or os.getpid())
+        )
         if isinstance(self.provider, NativeProvider):
             for proc in self.provider.processes:
                 if proc.popen is None:
@@ -159,6 +167,32 @@ def stop_by_handle(handle: TeardownHandle, timeout: float = 10.0) -> None:
             docker_provider.reap(handle.session_id)
     for d in handle.directories:
         shutil.rmtree(d, ignore_errors=True)
+
+
+HANDLE_FILE = ".certload-handle.json"
+
+
+def reap_native_orphans() -> list[str]:
+    """Stop the processes of native stacks whose owning pytest process is gone (SIGKILL, crash).
+
+    Only stacks in our own temp directories (``$TMPDIR/certload-stack-*``) are considered, and
+    only when the owner's pid and start time no longer match a running process.
+    """
+    reaped = []
+    for path in Path(tempfile.gettempdir()).glob(f"certload-stack-*/{HANDLE_FILE}"):
+        try:
+            handle = TeardownHandle(**json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError):
+            continue
+        pid, _, started = handle.owner.partition(":")
+        try:
+            alive = f"{psutil.Process(int(pid)).create_time():.2f}" == started
+        except (psutil.NoSuchProcess, ValueError):
+            alive = False
+        if not alive:
+            stop_by_handle(handle)
+            reaped.append(str(path.parent))
+    return reaped
 
 
 # -- sharing between xdist workers ---------------------------------------------------------------

@@ -64,6 +64,7 @@ SECURITY_HEADERS = {
     "Permissions-Policy": "accelerometer=(), camera=(), geolocation=(), microphone=(), payment=(), usb=(), "
     "interest-cohort=()",
 }
+SERVER_LABEL = "certctl-stand-in (pytest-certload test double)"
 JSON_CT = "application/json"
 TEXT_CT = "text/plain; charset=utf-8"
 PROBLEM_CT = "application/problem+json"
@@ -257,6 +258,7 @@ class Standin:
             response = http_error(500, '{"error":"Internal Server Error"}')
         response.headers.update(SECURITY_HEADERS)
         response.headers["X-Request-ID"] = request_id
+        response.headers["Server"] = SERVER_LABEL  # certctl sends none; the double says what it is
         return response
 
     async def _dispatch(self, request: web.Request, rid: str) -> web.StreamResponse:
@@ -500,8 +502,8 @@ class Standin:
         offset: int = 0,
         sort: str = "created_at",
         desc: bool = False,
+        cursor_mode: bool = False,
         cursor: tuple[datetime, str] | None = None,
-        count: bool = True,
     ) -> tuple[list[dict[str, Any]], int]:
         """certctl's CertificateRepository.List: COUNT, page SELECT, target ids for the page."""
         where: list[str] = []
@@ -532,15 +534,11 @@ class Standin:
             where.append("(created_at, id) < (%s, %s)")
             args.extend(cursor)
         clause = ("WHERE " + " AND ".join(where)) if where else ""
-        total = 0
-        if count:
-            total = (
-                await (
-                    await conn.execute(f"SELECT COUNT(*) FROM managed_certificates {clause}", args)
-                ).fetchone()
-            )[0]
-        paging = "LIMIT %s" if cursor is not None else "LIMIT %s OFFSET %s"
-        page_args = [limit] if cursor is not None else [limit, offset]
+        count_sql = f"SELECT COUNT(*) FROM managed_certificates {clause}"
+        total = (await (await conn.execute(count_sql, args)).fetchone())[0]
+        # certctl's cursor mode (any non-empty ?cursor=) pages with LIMIT only, whatever the page.
+        paging = "LIMIT %s" if cursor_mode else "LIMIT %s OFFSET %s"
+        page_args = [limit] if cursor_mode else [limit, offset]
         rows = await (
             await conn.execute(
                 f"SELECT {CERT_COLUMNS} FROM managed_certificates {clause}"
@@ -606,6 +604,7 @@ class Standin:
                     offset=(page - 1) * limit,
                     sort=sort,
                     desc=desc,
+                    cursor_mode=bool(cursor_text),
                     cursor=cursor,
                 )
         except (ScanError, psycopg.Error, OSError):

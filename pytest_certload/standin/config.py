@@ -2,7 +2,7 @@
 
 ``python -m pytest_certload.standin --host H --port P --cert C --key K [--rate-limit on|off]
 [--rate-limit-rps 50 --rate-limit-burst 100] [--latency ROUTE=MS ...] [--error-rate ROUTE=FRACTION ...]
-[--max-body-size BYTES] [--pool-size N]``. Secrets come only from the environment:
+[--max-body-size BYTES] [--pool-size N] [--db-wait SECONDS]``. Secrets come only from the environment:
 ``CERTLOAD_STANDIN_DSN``, ``CERTLOAD_STANDIN_TOKEN`` (the admin Bearer key) and
 ``CERTLOAD_STANDIN_BOOTSTRAP_TOKEN`` (accepted for parity with certctl's agent bootstrap token).
 """
@@ -53,6 +53,7 @@ class StandinConfig:
     error_rate: dict[str, float] = field(default_factory=dict)
     max_body_size: int = 1024 * 1024
     pool_size: int = 20
+    db_wait_s: float = 15.0
 
     def latency_for(self, route: str) -> float:
         return self.latency_ms.get(route, self.latency_ms.get("*", 0.0))
@@ -94,6 +95,7 @@ def parse_config(argv: list[str] | None = None, environ: dict[str, str] | None =
     parser.add_argument("--error-rate", action="append", default=[], metavar="ROUTE=FRACTION")
     parser.add_argument("--max-body-size", type=int, default=1024 * 1024)
     parser.add_argument("--pool-size", type=int, default=20)
+    parser.add_argument("--db-wait", type=float, default=15.0, help="seconds to wait for PostgreSQL at start")
     args = parser.parse_args(argv)
     for name in ("cert", "key"):
         path: Path = getattr(args, name)
@@ -130,4 +132,5 @@ def parse_config(argv: list[str] | None = None, environ: dict[str, str] | None =
         error_rate=_route_values(args.error_rate, "--error-rate", 0, 1),
         max_body_size=args.max_body_size,
         pool_size=args.pool_size,
+        db_wait_s=max(0.0, args.db_wait),
     )

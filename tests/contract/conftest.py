@@ -1,12 +1,16 @@
 """Targets for the contract suite: the certctl stand-in always, the real certctl when available.
 
-Every test runs once per flavour (``stand-in``, ``certctl``); the ``certctl`` flavour is skipped
-unless ``CERTLOAD_CERTCTL_BIN`` (or ``--certctl-bin`` once the stack plugin defines it) names a
-certctl-server binary and ``CERTLOAD_CERTCTL_MIGRATIONS`` its migrations directory.
+Every test runs once per flavour (``stand-in``, ``certctl``), so one run compares the two; the
+``certctl`` flavour is skipped unless ``--certctl-bin`` / ``CERTLOAD_CERTCTL_BIN`` names a
+certctl-server binary (and ``--certctl-migrations`` / ``CERTLOAD_CERTCTL_MIGRATIONS`` its migrations).
 
-``contract_target`` is the one place that knows how a target comes to be. When the stack
-plugin's ``certload_stack`` fixture lands, ``_start_target`` can be replaced by a function that
-turns a ``Stack`` into a :class:`ContractTarget`; the tests only see ``ContractTarget``.
+``contract_target`` is the one place that knows how a target comes to be; the tests only see a
+:class:`ContractTarget`. To run the suite against the session's ``certload_stack`` instead (one
+flavour per run), make ``contract_target`` return ``target_from_stack(certload_stack)``.
+
+The real certctl is started without ``CERTCTL_DEMO_SEED``: the demo seed's network-scan targets
+make certctl TLS-probe 10.0.x.0/24 and 192.168.100.0/24 at boot (non-loopback traffic). The FK
+rows the scenarios name come from :func:`pytest_certload.standin.schema.ensure_demo_rows`.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import os
 import secrets
 import ssl
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -84,11 +89,16 @@ class Session:
         self.workdir = workdir
         self.stack = ExitStack()
         self.pg = NativePostgres(workdir / "pg")
-        self.pg.start()
         self.stack.callback(self.pg.stop)
-        self.tls: TLSMaterial = make_tls_material(workdir / "tls")
+        try:
+            self.pg.start()
+            self.tls: TLSMaterial = make_tls_material(workdir / "tls")
+        except BaseException:
+            self.stack.close()
+            raise
         self.token = secrets.token_urlsafe(24)
         self.bootstrap = secrets.token_urlsafe(24)
+        self.commands: list[str] = []  # every command line started, for the secret-hygiene test
 
     def database(self, name: str) -> str:
         """A fresh database owned by the session role; returns its DSN."""
@@ -120,7 +130,7 @@ class Session:
                 CERTLOAD_STANDIN_BOOTSTRAP_TOKEN=self.bootstrap,
             )
             argv = [
-                os.environ.get("PYTHON", "python"), "-m", "pytest_certload.standin", "--host", "127.0.0.1",
+                sys.executable, "-m", "pytest_certload.standin", "--host", "127.0.0.1",
                 "--port", str(port), "--cert", str(self.tls.server_cert), "--key", str(self.tls.server_key),
                 "--rate-limit", "on" if rate_limit else "off", *extra_args,
             ]  # fmt: skip
@@ -138,8 +148,7 @@ class Session:
                 "CERTCTL_AUTH_SECRET": secrets.token_urlsafe(24),
                 "CERTCTL_AGENT_BOOTSTRAP_TOKEN": self.bootstrap,
                 "CERTCTL_CONFIG_ENCRYPTION_KEY": secrets.token_urlsafe(32),
-                # No CERTCTL_DEMO_SEED: its network_scan_targets make certctl TLS-probe 10.0.x.0/24 and
-                # 192.168.100.0/24 at boot (non-loopback traffic). The FK rows come from ensure_demo_rows.
+                # No CERTCTL_DEMO_SEED (see the module docstring).
                 "CERTCTL_NETWORK_SCAN_ENABLED": "false",
                 "CERTCTL_SERVER_TLS_CERT_PATH": str(self.tls.server_cert),
                 "CERTCTL_SERVER_TLS_KEY_PATH": str(self.tls.server_key),
@@ -157,12 +166,17 @@ class Session:
                 cwd=cwd,
             ).start()
             assert migrate.popen is not None
-            if migrate.popen.wait(BOOT_TIMEOUT_S) != 0:
-                raise RuntimeError(f"certctl --migrate-only failed; see {migrate.log_path}")
+            try:
+                code = migrate.popen.wait(BOOT_TIMEOUT_S)
+            finally:
+                migrate.stop()  # idempotent; kills it if the wait timed out
+            if code != 0:
+                raise RuntimeError(f"certctl --migrate-only exited {code}; see {migrate.log_path}")
             with psycopg.connect(dsn) as conn:
                 ensure_demo_rows(conn)
             proc = ManagedProcess(tag, [str(binary)], self.workdir / "logs" / f"{tag}.log", env=env, cwd=cwd)
         proc.start()
+        self.commands.append(proc.command)
         self.stack.callback(proc.stop)
         base = f"https://127.0.0.1:{port}"
         ctx = self.tls.client_context()
@@ -202,12 +216,36 @@ def _start_target(
     suffix = ("_rl" if rate_limit else "") + db_suffix
     dsn = session.database(flavour.replace("-", "_") + suffix)
     base = session.start(flavour, dsn, certctl, rate_limit, extra_args)
-    with psycopg.connect(dsn, autocommit=True) as conn:  # every ACME scenario uses prof-test
+    ensure_prof_test(dsn)
+    return ContractTarget(base, session.token, session.tls.client_context(), dsn, flavour)
+
+
+def ensure_prof_test(dsn: str) -> None:
+    """Every ACME scenario uses profile prof-test, which certctl does not seed."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO certificate_profiles (id, name) VALUES ('prof-test', 'prof-test')"
             " ON CONFLICT DO NOTHING"
         )
-    return ContractTarget(base, session.token, session.tls.client_context(), dsn, flavour)
+
+
+def target_from_stack(stack) -> ContractTarget:
+    """The switch-over point to the stack plugin: a ``certload_stack`` as a ContractTarget.
+
+    ``contract_target`` below starts both flavours itself so one run compares them; a project that
+    prefers the session stack (one flavour per run) replaces its body with
+    ``return target_from_stack(request.getfixturevalue("certload_stack"))``.
+    """
+    if stack.dsn is None:
+        pytest.skip("the contract suite checks database side effects: the stack has no DSN")
+    ctx = (
+        ssl.create_default_context(cafile=str(stack.ca_bundle))
+        if stack.ca_bundle
+        else ssl.create_default_context()
+    )
+    flavour = "stand-in" if stack.server == "stand-in" else "certctl"
+    ensure_prof_test(str(stack.dsn))
+    return ContractTarget(stack.certctl_url, str(stack.token), ctx, str(stack.dsn), flavour)
 
 
 @pytest.fixture(scope="session", params=FLAVOURS)
@@ -222,6 +260,12 @@ def rate_limited_target(
 ) -> ContractTarget:
     """A second server of the same flavour with certctl's default limiter (50/s, burst 100) on."""
     return _start_target(request, contract_session, contract_target.flavour, rate_limit=True)
+
+
+@pytest.fixture(scope="session")
+def certctl_install(pytestconfig: pytest.Config) -> tuple[Path, Path] | None:
+    """(certctl-server binary, migrations dir), or None when the real certctl is not configured."""
+    return certctl_paths(pytestconfig)
 
 
 @pytest.fixture

@@ -58,6 +58,7 @@ def make_cases():
         ("encoded-slash-agent", "POST", "/api/v1/agents/ag-fuzz%2Fx/heartbeat", b"{}", 200),
         ("encoded-profile", "GET", "/acme/profile/prof%2Dtest/directory", b"", 200),
         ("unicode-cert-id", "GET", "/api/v1/certificates/%E2%98%83", b"", 404),
+        ("20KiB-query", "GET", "/api/v1/certificates?per_page=1&x=" + "a" * 20000, b"", 200),
         ("ari-unicode", "GET", "/acme/profile/prof-test/renewal-info/%E2%98%83.%E2%98%83", b"", 400),
     ]
 

@@ -274,3 +274,20 @@ def test_list_500_on_unscannable_row(api, db, team, cert_body):
         db.execute(
             "UPDATE managed_certificates SET environment = 'production' WHERE id = %s", (created["id"],)
         )
+
+
+def test_cursor_mode_shape_and_certctl_cursor_bug(api, team, cert_body):
+    """certctl decodes its own cursors by splitting at the first ':' (inside the RFC 3339 time),
+    so a next_cursor handed back is ignored and the walk returns the same first page again."""
+    team_id, owner_id = team
+    for _ in range(3):
+        api.post("/api/v1/certificates", json=cert_body(team_id=team_id, owner_id=owner_id))
+    first = api.get(f"/api/v1/certificates?team_id={team_id}&cursor=start&page_size=2").json()
+    assert list(first) == ["data", "total", "next_cursor", "page_size"]
+    assert first["total"] == 3 and first["page_size"] == 2 and len(first["data"]) == 2
+    again = api.get(
+        f"/api/v1/certificates?team_id={team_id}&cursor={first['next_cursor']}&page_size=2"
+    ).json()
+    assert [c["id"] for c in again["data"]] == [c["id"] for c in first["data"]]
+    paged = api.get(f"/api/v1/certificates?team_id={team_id}&cursor=x&page=2&per_page=2").json()
+    assert [c["id"] for c in paged["data"]] == [c["id"] for c in first["data"]]  # page ignored

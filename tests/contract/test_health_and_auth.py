@@ -55,6 +55,14 @@ def test_client_request_id_is_ignored(api):
     assert r.headers["x-request-id"] != "mine"
 
 
+def test_server_header_labels_the_stand_in(anon, contract_target):
+    server = anon.get("/health").headers.get("server")
+    if contract_target.flavour == "stand-in":
+        assert server == "certctl-stand-in (pytest-certload test double)"
+    else:
+        assert server is None
+
+
 def test_security_headers(anon):
     r = anon.get("/api/v1/certificates")
     assert r.headers["strict-transport-security"] == "max-age=31536000; includeSubDomains"

@@ -15,7 +15,9 @@ def test_ready_503_when_database_refuses(contract_target, start_target):
         assert anon.get("/ready").status_code == 200
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS false')
-            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (dbname,))
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (dbname,)
+            )
         try:
             deadline = time.monotonic() + 10
             r = anon.get("/ready")

@@ -81,7 +81,13 @@ class _Server(asyncio.Protocol):
         elif path == "/latency":
             delay = self.state.next_delay()
             asyncio.get_running_loop().call_later(
-                delay, self._send, 200, b"ok", False, not keep, {"x-injected-delay-ns": str(round(delay * 1e9))}
+                delay,
+                self._send,
+                200,
+                b"ok",
+                False,
+                not keep,
+                {"x-injected-delay-ns": str(round(delay * 1e9))},
             )
         elif path == "/delay":
             delay = float(query.get("ms", "100")) / 1000

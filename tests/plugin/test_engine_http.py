@@ -107,7 +107,9 @@ def test_connection_refused_is_status_0_and_counted_failed(servers):
     refused = {"scenario": "refused", "status": "0"}
     trues, total = result.select_rate("http_req_failed", refused)
     assert total > 0 and trues == total
-    assert result.select_counter("http_reqs", {"status_class": "error", "error": "connection_refused"}) == total
+    assert (
+        result.select_counter("http_reqs", {"status_class": "error", "error": "connection_refused"}) == total
+    )
     assert result.select_rate("http_req_failed", {"status": "404"})[0] == 0  # declared expected
     t503, n503 = result.select_rate("http_req_failed", {"status": "503"})
     assert n503 > 0 and t503 == n503
@@ -120,7 +122,9 @@ def test_tls_verification_fails_against_a_wrong_ca(servers, tmp_path):
     async def go():
         wrong = await HttpClient(other_ca.client_context()).request("GET", servers["https"] + "/fast")
         system = await HttpClient().request("GET", servers["https"] + "/fast")  # default: system store
-        insecure = await HttpClient(make_ssl_context(insecure=True)).request("GET", servers["https"] + "/fast")
+        insecure = await HttpClient(make_ssl_context(insecure=True)).request(
+            "GET", servers["https"] + "/fast"
+        )
         return wrong, system, insecure
 
     wrong, system, insecure = run(go)
@@ -148,7 +152,9 @@ def test_bounded_pool_queues_requests(servers):
     async def go():
         client = HttpClient(max_connections_per_origin=2)
         t0 = time.monotonic()
-        rs = await asyncio.gather(*(client.request("GET", servers["http"] + "/delay?ms=100") for _ in range(6)))
+        rs = await asyncio.gather(
+            *(client.request("GET", servers["http"] + "/delay?ms=100") for _ in range(6))
+        )
         return rs, time.monotonic() - t0
 
     rs, took = run(go)

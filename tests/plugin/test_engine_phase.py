@@ -38,7 +38,9 @@ def test_scenarios_run_concurrently_with_scripted_steps(server, tls):
         nonce = await ctx.request("HEAD", server + "/fast", tags={"step": "nonce"})
         nonces.append(nonce.headers["content-length"])
         await ctx.sleep(0.05)  # think time
-        info = await ctx.request("GET", server + "/chunked?n=2", tags={"step": "renewal-info"}, new_connection=True)
+        info = await ctx.request(
+            "GET", server + "/chunked?n=2", tags={"step": "renewal-info"}, new_connection=True
+        )
         assert info.body == b"chunk-0;chunk-1;"
 
     async def heartbeat(ctx):
@@ -49,11 +51,22 @@ def test_scenarios_run_concurrently_with_scripted_steps(server, tls):
         await ctx.sleep(0.02)
 
     runs = [
-        ScenarioRun("acme_flow", spec(executor="constant-arrival-rate", rate=20, duration="2s",
-                                      pre_allocated_vus=5, max_vus=20), acme, {"target_type": "acme"}),
-        ScenarioRun("agent_storm", spec(executor="ramping-arrival-rate", start_rate=10, pre_allocated_vus=5,
-                                        stages=[{"target": 100, "duration": "1s"}, {"target": 100, "duration": "1s"}]),
-                    heartbeat),
+        ScenarioRun(
+            "acme_flow",
+            spec(executor="constant-arrival-rate", rate=20, duration="2s", pre_allocated_vus=5, max_vus=20),
+            acme,
+            {"target_type": "acme"},
+        ),
+        ScenarioRun(
+            "agent_storm",
+            spec(
+                executor="ramping-arrival-rate",
+                start_rate=10,
+                pre_allocated_vus=5,
+                stages=[{"target": 100, "duration": "1s"}, {"target": 100, "duration": "1s"}],
+            ),
+            heartbeat,
+        ),
         ScenarioRun("browsers", spec(executor="constant-vus", vus=3, duration="2s"), browse),
     ]
     t0 = time.monotonic()
@@ -71,7 +84,10 @@ def test_scenarios_run_concurrently_with_scripted_steps(server, tls):
     assert iteration_ms.min() >= 50  # think time is inside the iteration
     # ramp 10 -> 100 over 1 s (55 arrivals) then 100/s for 1 s
     assert meta["agent_storm"]["scheduled_arrivals"] == 155
-    assert r.select_counter("iterations", {"scenario": "agent_storm"}) == 155 - meta["agent_storm"]["dropped_iterations"]
+    assert (
+        r.select_counter("iterations", {"scenario": "agent_storm"})
+        == 155 - meta["agent_storm"]["dropped_iterations"]
+    )
     assert meta["browsers"]["vus"] == 3 and meta["browsers"]["target_rate"] is None
     assert 30 <= r.select_counter("iterations", {"scenario": "browsers"}) <= 300
     assert r.select_rate("http_req_failed") == (0, r.select_counter("http_reqs"))
@@ -86,10 +102,16 @@ def test_iteration_exceptions_are_counted_and_do_not_stop_the_phase(server, tls)
         if ctx.iteration % 3 == 0:
             raise KeyError("missing field")
         if ctx.iteration % 3 == 1:
-            assert False, "bad body"  # noqa: B011,PT015
+            assert False, "bad body"  # noqa: B011
 
     outcome = run_phase(
-        [ScenarioRun("s", spec(executor="constant-arrival-rate", rate=60, duration="1s", pre_allocated_vus=5), flaky)],
+        [
+            ScenarioRun(
+                "s",
+                spec(executor="constant-arrival-rate", rate=60, duration="1s", pre_allocated_vus=5),
+                flaky,
+            )
+        ],
         ssl_context=tls.client_context(),
     )
     r = outcome.result
@@ -108,8 +130,19 @@ def test_graceful_stop_cancels_and_counts_interrupted_iterations(server, tls):
 
     t0 = time.monotonic()
     outcome = run_phase(
-        [ScenarioRun("s", spec(executor="constant-arrival-rate", rate=10, duration="1s", pre_allocated_vus=10,
-                               graceful_stop="300ms"), slow)],
+        [
+            ScenarioRun(
+                "s",
+                spec(
+                    executor="constant-arrival-rate",
+                    rate=10,
+                    duration="1s",
+                    pre_allocated_vus=10,
+                    graceful_stop="300ms",
+                ),
+                slow,
+            )
+        ],
         ssl_context=tls.client_context(),
     )
     took = time.monotonic() - t0
@@ -135,8 +168,19 @@ def test_a_blocked_generator_counts_late_starts_and_reports_saturation(server, t
             pass
 
     outcome = run_phase(
-        [ScenarioRun("s", spec(executor="constant-arrival-rate", rate=40, duration="1500ms", pre_allocated_vus=5,
-                               max_vus=100), hog)],
+        [
+            ScenarioRun(
+                "s",
+                spec(
+                    executor="constant-arrival-rate",
+                    rate=40,
+                    duration="1500ms",
+                    pre_allocated_vus=5,
+                    max_vus=100,
+                ),
+                hog,
+            )
+        ],
         ssl_context=tls.client_context(),
         max_cpu_fraction=0.3,
     )
@@ -160,7 +204,13 @@ def test_an_idle_generator_is_healthy(server, tls):
         await ctx.request("GET", server + "/fast")
 
     outcome = run_phase(
-        [ScenarioRun("s", spec(executor="constant-arrival-rate", rate=50, duration="1s", pre_allocated_vus=5), light)],
+        [
+            ScenarioRun(
+                "s",
+                spec(executor="constant-arrival-rate", rate=50, duration="1s", pre_allocated_vus=5),
+                light,
+            )
+        ],
         ssl_context=tls.client_context(),
     )
     assert not outcome.health.saturated, outcome.health.reason

@@ -175,7 +175,10 @@ def test_duration_override_applies_to_every_phase(project):
     )
     result = project.runpytest_subprocess("--certload-duration=1s", "--certload-summary=s.json")
     result.assert_outcomes(passed=1)
-    entry = summary(project, "s.json")["scenarios"]["test_long"]
+    result.stdout.fnmatch_lines(["target: * (every phase's duration set to 1s)"])
+    doc = summary(project, "s.json")
+    assert doc["options"]["durationOverrideSeconds"] == 1.0
+    entry = doc["scenarios"]["test_long"]
     assert entry["options"]["duration"] == "1s"
     assert 5 <= entry["iterations"] <= 11
     bad = project.runpytest_subprocess("--certload-duration=soon")
@@ -371,7 +374,8 @@ def test_xdist_workers_send_results_to_the_controller(project):
     assert doc["metrics"]["http_reqs"]["values"]["count"] == total
     merged = doc["metrics"]["http_req_duration"]["count"]
     assert merged == sum(doc["metrics"][f"http_req_duration{{scenario:{s}}}"]["count"] for s in ("s0", "s1"))
-    result.stdout.fnmatch_lines(["*s0*ok 1/1*", "*s1*ok 1/1*"])
+    for scenario in ("s0", "s1"):  # in the order the workers finished
+        result.stdout.fnmatch_lines([f"{scenario} *ok 1/1*"])
 
 
 @pytest.mark.parametrize("value", ["fast", "-1", "0"])
@@ -456,3 +460,88 @@ def test_tls_context_from_stack_or_insecure_and_target_label(pytester: pytest.Py
     assert "do-not-print-me" not in (pytester.path / "s.json").read_text()
     insecure = pytester.runpytest_subprocess("--certload-insecure")
     insecure.assert_outcomes(passed=2)
+
+
+def test_module_and_class_markers_merge_closest_wins(project):
+    project.makepyfile(
+        test_merge="""
+        import pytest
+
+        pytestmark = [pytest.mark.scale, pytest.mark.certload(duration="3s", rate=1,
+                                                             thresholds={"http_req_failed": ["rate<0.1"]})]
+
+        class TestGroup:
+            @pytest.mark.certload(executor="constant-arrival-rate", rate=5, pre_allocated_vus=1)
+            def test_a(self, certload):
+                pass
+        """
+    )
+    result = project.runpytest_subprocess("--certload-list", "-n", "2")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(
+        [
+            "*test_merge.py::TestGroup::test_a*certload,scale*constant-arrival-rate*5 / 1s*3s*"
+            "http_req_failed: rate<0.1*"
+        ]
+    )
+    assert "workers" not in result.stdout.str()  # listing starts no xdist workers ("created: 2/2 workers")
+
+
+def _engine_has_abort_hook() -> bool:
+    import inspect
+
+    from pytest_certload.engine import run_phase
+
+    return bool({"abort_check", "should_abort", "abort"} & set(inspect.signature(run_phase).parameters))
+
+
+@pytest.mark.skipif(not _engine_has_abort_hook(), reason="engine.run_phase has no abort_check hook yet")
+def test_abort_on_fail_stops_the_phase_early(project):
+    project.makepyfile(
+        test_abort="""
+        import time
+        import pytest
+
+        @pytest.mark.certload(executor="constant-arrival-rate", rate=20, time_unit="1s", duration="20s",
+                              pre_allocated_vus=2, graceful_stop="1s", thresholds={"http_req_failed": [
+                                  {"threshold": "rate<0.5", "abortOnFail": True, "delayAbortEval": "0.5s"}]})
+        def test_aborted(certload, server):
+            async def iteration(ctx):
+                await ctx.request("GET", server + "/status/500")
+            started = time.monotonic()
+            result = certload.run(iteration)
+            assert time.monotonic() - started < 10
+            result.assert_thresholds()
+        """
+    )
+    result = project.runpytest_subprocess("--certload-summary=s.json")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*http_req_failed{scenario:test_aborted}: rate<0.5 -> observed 1*"])
+    entry = summary(project, "s.json")["scenarios"]["test_aborted"]
+    assert "abortOnFail threshold crossed" in entry["aborted"]
+
+
+def test_breach_that_the_test_never_checks_is_warned_about(project):
+    project.makepyfile(
+        test_load=f"""
+        import pytest
+
+        @pytest.mark.certload({CAR}, thresholds={{"http_req_failed": ["rate==0"]}})
+        def test_forgot(certload, server):
+            async def iteration(ctx):
+                await ctx.request("GET", server + "/status/500")
+            certload.run(iteration)
+
+        @pytest.mark.certload({CAR}, thresholds={{"http_req_failed": ["rate==0"]}})
+        def test_looked(certload, server):
+            async def iteration(ctx):
+                await ctx.request("GET", server + "/status/500")
+            assert not certload.run(iteration).ok
+        """
+    )
+    result = project.runpytest_subprocess()
+    result.assert_outcomes(passed=2, warnings=1)
+    result.stdout.fnmatch_lines(
+        ["*UnassertedThresholds: test_load.py::test_forgot: thresholds breached but never checked*"]
+    )
+    assert "test_looked: thresholds breached" not in result.stdout.str()

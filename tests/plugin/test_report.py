@@ -205,3 +205,24 @@ def test_machine_description_is_hostname_free():
     machine = describe_machine()
     assert machine["cpu_count"] >= 1 and machine["memory_bytes"] > 0
     assert socket.gethostname() not in json.dumps(machine)
+
+
+def test_connector_tier_iterations_when_target_type_is_a_request_tag():
+    rec = Recorder()
+    for scenario, target, n in (("nginx_handshake", "nginx", 3), ("f5_handshake", "f5", 2)):
+        tags = tagset({"scenario": scenario, "target_type": target, "status": "200", "status_class": "2xx"})
+        for _ in range(n):
+            rec.add_trend("http_req_duration", tags, 5 * MS)
+            rec.add_rate("http_req_failed", tags, False)
+            rec.add_counter("http_reqs", tags)
+        rec.add_counter("iterations", tagset({"scenario": scenario}), n)  # no target_type on iterations
+    tier = connector_tier(rec.result())
+    assert (tier["nginx"]["iterations"], tier["f5"]["iterations"]) == (3, 2)
+    assert tier["apache"] is None
+
+
+def test_achieved_rate_uses_at_least_the_schedule():
+    record = make_record("short", [1.0] * 5, duration_s=2.4)  # last arrival at 2.4 s of a 3 s schedule
+    record.scenarios[0].scheduled_s = 3.0
+    entry = summary_of(record)["scenarios"]["short"]
+    assert entry["achieved_rate_per_s"] == pytest.approx(5 / 3.0)

@@ -272,3 +272,32 @@ def test_seeder_caches_per_fleet(dsn: str) -> None:
     assert seeder("agent_fleet") is first  # not re-seeded: the deleted row stays deleted
     with psycopg.connect(dsn) as conn:
         assert scalar(conn, "SELECT count(*) FROM agents WHERE starts_with(id, 'ag-loadtest-')") == 4999
+
+
+def test_array_elements_with_quotes_commas_and_backslashes_round_trip(
+    db: psycopg.Connection, tmp_path: Path
+) -> None:
+    text = load_fleet("bulk_renewal").path.read_text()
+    element = r"""'a "quoted", {{braced}} \back\slash {i:_>4}'"""
+    odd = f'sans = {{ kind = "array", items = [{element}, "plain-{{i}}", "NULL"] }}'
+    text = "\n".join(odd if line.startswith("sans =") else line for line in text.splitlines())
+    path = tmp_path / "odd_sans.toml"
+    path.write_text(text)
+    fleet = load_fleet(path).with_count(3)
+    seed_fleet(db, fleet)
+    stored = [
+        r[0]
+        for r in db.execute(
+            "SELECT sans FROM managed_certificates WHERE starts_with(id, 'cert-loadtest-bulk-') ORDER BY id"
+        )
+    ]
+    expected = [row[fleet.column_names.index("sans")] for row in fleet.rows()]
+    assert stored == expected
+    assert stored[0] == ['a "quoted", {braced} \\back\\slash ___1', "plain-1", "NULL"]
+
+
+def test_seed_commits_on_an_idle_connection(dsn: str) -> None:
+    with psycopg.connect(dsn) as writer, psycopg.connect(dsn) as reader:
+        seed_fleet(writer, load_fleet("acme_profile"))
+        # the writer is still open: the rows must already be visible to another session
+        assert scalar(reader, "SELECT count(*) FROM certificate_profiles WHERE id = 'prof-test'") == 1

@@ -179,3 +179,12 @@ def test_dynamic_json_values_are_templated_per_row(tmp_path: Path) -> None:
     text = GOOD_HEAD + '[columns]\nid = "ag-x-{i}"\ntags = { kind = "json", value = { n = "{i:03d}" } }\n'
     fleet = load_fleet(write_fleet(tmp_path, text))
     assert [json.loads(r[1]) for r in fleet.rows(NOW)] == [{"n": "001"}, {"n": "002"}, {"n": "003"}]
+
+
+def test_column_names_never_reach_the_generated_code(tmp_path: Path) -> None:
+    evil = "x) or __import__('os').system('touch pwned') or (1"
+    text = GOOD_HEAD + f'[columns]\nid = "ag-x-{{i}}"\n"{evil}" = {{ kind = "const", value = "v" }}\n'
+    fleet = load_fleet(write_fleet(tmp_path, text))
+    assert fleet.column_names == ["id", evil]
+    assert next(fleet.rows(NOW)) == ("ag-x-1", "v")
+    assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()

@@ -75,6 +75,9 @@ def test_marked_scenarios_get_their_fleets_seeded_once(inner, monkeypatch: pytes
     monkeypatch.setenv("SEED_TEST_OWNED", "1")
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(
+        ["*certload seeding*", "agent_fleet: 5000/5000 rows in agents (5000 new) via copy*"]
+    )
     assert agent_count(dsn) == 5000
 
 

@@ -129,9 +129,12 @@ def test_interrupted_session_leaves_nothing_running(tmp_path: Path, kind: str, s
         assert labelled_containers() - before == set()
 
 
-def test_xdist_workers_share_one_stack_and_it_is_stopped_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["native", "docker"])
+def test_xdist_workers_share_one_stack_and_it_is_stopped_once(tmp_path: Path, kind: str) -> None:
     pytest.importorskip("xdist")
-    proc, out = run_child(tmp_path, ["--certload-stack=native", "-n", "2"], hold=False, k="test_hold")
+    args = provider_args(kind)
+    before = labelled_containers() if kind == "docker" else set()
+    proc, out = run_child(tmp_path, [*args, "-n", "2"], hold=False, k="test_hold")
     try:
         proc.wait(120)
     finally:
@@ -143,7 +146,39 @@ def test_xdist_workers_share_one_stack_and_it_is_stopped_once(tmp_path: Path) ->
     reports = [json.loads(p.read_text()) for p in sorted(out.glob("gw*.json"))]
     assert len(reports) == 2, log
     assert reports[0]["url"] == reports[1]["url"]  # one stack, seen by both workers
-    kids = [k for r in reports for k in r["kids"]]
-    assert len(kids) >= 6  # the starting worker's children
-    assert still_running(kids) == [], log
+    if kind == "native":
+        kids = [k for r in reports for k in r["kids"]]
+        assert len(kids) >= 6  # the starting worker's children
+        assert still_running(kids) == [], log
+    else:
+        assert labelled_containers() - before == set()
     assert not Path(reports[0]["workdir"]).exists()
+
+
+@pytest.mark.parametrize("kind", ["native", "docker"])
+def test_leftovers_of_a_killed_session_are_reaped_by_the_next(tmp_path: Path, kind: str) -> None:
+    """SIGKILL leaves no finalizer a chance; the next stack start removes the orphans."""
+    from pytest_certload.stack.docker import reap_orphans
+    from pytest_certload.stack.session import reap_native_orphans
+
+    args = provider_args(kind)
+    before = labelled_containers() if kind == "docker" else set()
+    proc, out = run_child(tmp_path, args, hold=True, k="test_hold and not too")
+    try:
+        [info] = wait_for((out, "*.json"), proc, 1, 90)
+        proc.kill()  # SIGKILL
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert Path(info["workdir"]).exists()  # nothing could clean up
+    if kind == "docker":
+        assert len(labelled_containers() - before) == 6
+        reap_orphans()
+        assert labelled_containers() - before == set()
+    else:
+        assert len(still_running(info["kids"])) >= 6
+        assert info["workdir"] in reap_native_orphans()
+        assert still_running(info["kids"]) == []
+    assert not Path(info["workdir"]).exists()

@@ -4,11 +4,20 @@ Each arrival has an intended start from the schedule. A timer callback (no corou
 starts every arrival that is due; when ``max_vus`` iterations are already in flight the arrival
 is dropped and counted (``dropped_iterations``, as k6). An arrival that starts late is counted in
 ``late_starts`` and its lateness stays inside the first request's ``http_req_duration``.
+
+Waking up on time without burning CPU: an arrival never starts early. libuv (uvloop) rounds a
+timer to whole milliseconds against a cached clock, so a sub-millisecond timer fires at once and
+re-arming it spins the loop until the arrival is due; measured here, that spin cost 44 % of a core
+at 2,000 arrivals/s against 13 % without it. So timers are rounded *up* to whole milliseconds
+(no spin; a lone arrival starts <= ~1 ms late), and every iteration that finishes also starts the
+arrivals already due - the loop is awake then anyway, so under load arrivals start within
+microseconds of their time at no extra cost.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 from time import monotonic_ns
 
 from pytest_certload.engine.executors.base import graceful_stop
@@ -28,6 +37,8 @@ class ArrivalRateExecutor:
         self._inflight: set[asyncio.Task] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._done: asyncio.Future | None = None
+        self._handle: asyncio.Handle | None = None
+        self._whole_ms_timers = False
         self._t0 = 0
         self.scheduled = 0
         self.dropped = 0
@@ -36,6 +47,7 @@ class ArrivalRateExecutor:
 
     async def run(self, t0_ns: int) -> None:
         loop = self._loop = asyncio.get_running_loop()
+        self._whole_ms_timers = type(loop).__module__.startswith("uvloop")
         self._done = loop.create_future()
         self._t0 = t0_ns
         self._next = next(self._arrivals, None)
@@ -44,19 +56,34 @@ class ArrivalRateExecutor:
             await self._done
         finally:
             self.schedule_end_ns = monotonic_ns()
+            self._next = None  # nothing more starts, even if we were cancelled
+            if self._handle is not None:
+                self._handle.cancel()
         await graceful_stop(self._inflight, self.runtime.spec.graceful_stop)
 
     def _arm(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
         nxt = self._next
         if nxt is None:
             if not self._done.done():  # type: ignore[union-attr]
                 self._done.set_result(None)  # type: ignore[union-attr]
             return
+        loop = self._loop
         delay = self._t0 + nxt[1] - monotonic_ns()
-        if delay > 0:
-            self._loop.call_later(delay / 1e9, self._tick)  # type: ignore[union-attr]
-        else:
-            self._loop.call_soon(self._tick)  # type: ignore[union-attr]
+        if delay <= 0:
+            self._handle = loop.call_soon(self._tick)  # type: ignore[union-attr]
+        elif self._whole_ms_timers:
+            self._handle = loop.call_later(math.ceil(delay / 1e6) / 1e3, self._tick)  # type: ignore[union-attr]
+        else:  # asyncio's own loop never fires a timer early; it rounds the poll timeout up itself
+            self._handle = loop.call_later(delay / 1e9, self._tick)  # type: ignore[union-attr]
+
+    def _poll(self) -> None:
+        """Start arrivals that are already due (called whenever an iteration ends)."""
+        nxt = self._next
+        if nxt is not None and self._t0 + nxt[1] <= monotonic_ns():
+            self._tick()
 
     def _tick(self) -> None:
         now = monotonic_ns()
@@ -91,6 +118,7 @@ class ArrivalRateExecutor:
             await self.runtime.run_iteration(vu, number, intended_ns, True)
         finally:
             self._free_vus.append(vu)
+            self._poll()
 
     def meta(self) -> dict:
         spec = self.runtime.spec

@@ -7,6 +7,8 @@ from typing import Protocol
 
 from pytest_certload.engine.scenario import ScenarioRuntime
 
+CANCEL_WAIT_SECONDS = 5.0
+
 
 class Executor(Protocol):
     runtime: ScenarioRuntime
@@ -29,5 +31,6 @@ async def graceful_stop(tasks: set[asyncio.Task], seconds: float) -> int:
     for task in left:
         task.cancel()
     if left:
-        await asyncio.gather(*left, return_exceptions=True)
+        # bounded: an iteration that swallows its cancellation is abandoned (the loop closes it)
+        await asyncio.wait(left, timeout=CANCEL_WAIT_SECONDS)
     return len(left)

@@ -22,6 +22,7 @@ class ConstantVusExecutor:
         self.vus = spec.vus // spec.share_count + (1 if spec.share_index < spec.vus % spec.share_count else 0)
         self._next_iteration = 0
         self._limit = spec.max_iterations
+        self._share_index, self._share_count = spec.share_index, spec.share_count
         self._end_ns = 0
 
     async def run(self, t0_ns: int) -> None:
@@ -44,7 +45,8 @@ class ConstantVusExecutor:
         rt = self.runtime
         end = self._end_ns
         while monotonic_ns() < end and self._next_iteration < self._limit:
-            number = self._next_iteration
+            # scenario-wide numbers, unique across xdist shares (worker i of n: i, i+n, i+2n, ...)
+            number = self._next_iteration * self._share_count + self._share_index
             self._next_iteration += 1
             errors = rt.errors
             await rt.run_iteration(vu, number, monotonic_ns(), False)
