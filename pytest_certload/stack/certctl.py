@@ -1,9 +1,15 @@
 """How to boot certctl-server (or its stand-in) for a test session: argv, environment, secrets.
 
 The environment follows what certctl's current code needs (certctl-facts §2, Gotchas 1-8, 18, 22):
-a named admin key, non-placeholder secrets, demo seed with an encryption key, an absolute
-migrations path, TLS from the session's material, and the renewal scan pushed out of the test
-window. Secrets are random per session and travel only in the child's environment.
+a named admin key, non-placeholder secrets, an encryption key, an absolute migrations path, TLS
+from the session's material, and the renewal scan pushed out of the test window. Secrets are
+random per session and travel only in the child's environment.
+
+certctl's demo seed is deliberately NOT loaded: it inserts enabled network-scan targets
+(10.0.x.0/24, 192.168.100.0/24) that the scheduler TLS-probes at every boot, and issuers pointing
+at public CAs — traffic off loopback. Instead certctl runs once with ``--migrate-only``, then
+:func:`pytest_certload.standin.schema.ensure_demo_rows` inserts exactly the demo rows the scenarios
+name (iss-local, o-alice, t-platform, rp-standard), and then the server starts.
 """
 
 from __future__ import annotations
@@ -49,7 +55,6 @@ def certctl_env(
         "CERTCTL_API_KEYS_NAMED": f"loadtest:{secret.api_token}:admin",
         "CERTCTL_AGENT_BOOTSTRAP_TOKEN": secret.bootstrap_token,
         "CERTCTL_CONFIG_ENCRYPTION_KEY": secret.encryption_key,
-        "CERTCTL_DEMO_SEED": "true",
         "CERTCTL_SCHEDULER_RENEWAL_CHECK_INTERVAL": "24h",
         "CERTCTL_RATE_LIMIT_ENABLED": "true" if rate_limit else "false",
         "CERTCTL_LOG_LEVEL": "warn",
@@ -86,6 +91,20 @@ def standin_argv(
         str(key),
     ]
     return [*argv, "--rate-limit", "on"] if rate_limit else argv
+
+
+MIGRATE_ONLY_ARG = "--migrate-only"
+MIGRATE_TIMEOUT_S = 120.0
+
+
+def prepare_database(dsn: str) -> None:
+    """After ``--migrate-only``: the demo rows the scenarios reference, and nothing that phones out."""
+    import psycopg
+
+    from pytest_certload.standin.schema import ensure_demo_rows
+
+    with psycopg.connect(dsn) as conn:
+        ensure_demo_rows(conn)
 
 
 BASE_ENV_KEYS = ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "PYTHONPATH", "VIRTUAL_ENV")

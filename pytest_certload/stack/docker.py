@@ -38,7 +38,15 @@ from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 
 from pytest_certload.sidecars import configs
-from pytest_certload.stack.certctl import SessionSecrets, certctl_env, standin_argv, standin_env
+from pytest_certload.stack.certctl import (
+    MIGRATE_ONLY_ARG,
+    MIGRATE_TIMEOUT_S,
+    SessionSecrets,
+    certctl_env,
+    prepare_database,
+    standin_argv,
+    standin_env,
+)
 from pytest_certload.stack.model import Secret, Stack, Target
 from pytest_certload.stack.options import StackOptions
 from pytest_certload.stack.ports import distinct_free_ports
@@ -282,7 +290,7 @@ class DockerProvider:
             host_dsn if self.host_mode else dsn_for("certload", password, pg_port, "certctl", "postgres")
         )
 
-        server, comp, url = self._certctl(inner_dsn, ports["certctl"])
+        server, comp, url = self._certctl(inner_dsn, ports["certctl"], host_dsn)
         ready_s = comp.wait_ready(
             lambda: certctl_ready(url, str(self.tls.ca_cert)) and self._listens(comp, ports["certctl"]),
             timeout,
@@ -390,6 +398,32 @@ class DockerProvider:
         comp.started = time.monotonic()
         return comp
 
+    def _migrate(
+        self,
+        image: str,
+        command: list[str],
+        port: int,
+        env: dict[str, str],
+        mounts: tuple[tuple[Path | str, str], ...],
+        cwd: Path,
+    ) -> None:
+        """Run certctl once with ``--migrate-only`` (no demo seed: see stack/certctl.py) and wait."""
+        comp = self._run(
+            "certctl-migrate",
+            image,
+            [*command, MIGRATE_ONLY_ARG],
+            port,
+            env=env,
+            mounts=mounts,
+            working_dir=cwd,
+        )
+        try:
+            code = comp.container.get_wrapped_container().wait(timeout=MIGRATE_TIMEOUT_S).get("StatusCode")
+        except Exception as exc:
+            raise comp.fail(f"--migrate-only did not finish: {exc}") from exc
+        if code != 0:
+            raise comp.fail(f"--migrate-only exited with code {code}")
+
     def _listens(self, comp: Component, port: int) -> bool:
         """In host mode: the container's own process holds the listening socket (bridge: its own port)."""
         if not self.host_mode:
@@ -484,7 +518,7 @@ class DockerProvider:
                 conn.execute('CREATE DATABASE "certctl" OWNER "certload"')
         return comp, port, password, versions[-1]
 
-    def _certctl(self, dsn: str, port: int) -> tuple[str, Component, str]:
+    def _certctl(self, dsn: str, port: int, host_dsn: str) -> tuple[str, Component, str]:
         url = f"https://{HOST}:{port}"
         wd = self.workdir / "certctl"
         cwd = wd / "cwd"  # empty: no web/ directory, so certctl stays in API-only mode
@@ -512,6 +546,8 @@ class DockerProvider:
                 assert self.opts.certctl_bin is not None
                 mounts.append((self.opts.certctl_bin, "ro"))
                 image, command = self.image_for("python"), [str(self.opts.certctl_bin)]
+            self._migrate(image, command, port, env, tuple(mounts), cwd)
+            prepare_database(host_dsn)
             comp = self._run(
                 "certctl",
                 image,
