@@ -69,6 +69,23 @@ AS_POSTGRES = "setpriv --reuid postgres --regid postgres --init-groups"  # execs
 testcontainers_config.ryuk_disabled = True  # no registry: Ryuk cannot be pulled; we reap ourselves
 
 
+def resolve_network_mode(requested: str) -> str:
+    """'auto' means bridge when the engine has its default bridge network, host otherwise.
+
+    An engine started with ``--bridge=none`` (as on this project's machines) cannot give containers
+    a bridge; host networking with every service on 127.0.0.1 is then the only loopback-only mode.
+    """
+    if requested != "auto":
+        return requested
+    import docker
+
+    client = docker.from_env()
+    try:
+        return "bridge" if client.networks.list(names=["bridge"]) else "host"
+    finally:
+        client.close()
+
+
 def engine_answers(timeout: float = 2.0) -> bool:
     """True when a Docker engine responds to ping (DOCKER_HOST or the default socket)."""
     try:
@@ -223,7 +240,7 @@ class DockerProvider:
             secret,
             session_id,
         )
-        self.host_mode = opts.docker_network == "host"
+        self.host_mode = resolve_network_mode(opts.docker_network) == "host"
         self.listen = HOST if self.host_mode else "0.0.0.0"
         self.network: Network | None = None
         self.components: list[Component] = []

@@ -34,7 +34,7 @@ class StackOptions:
     dsn: str | None = None
     targets: dict[str, str] = field(default_factory=dict)
     allow_external_load: bool = False
-    docker_network: Literal["bridge", "host"] = "host"
+    docker_network: Literal["auto", "bridge", "host"] = "auto"
     images: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_IMAGES))
     base_image: str | None = None  # one local image with postgres+nginx+apache2+haproxy+python3 for all
     rate_limit: bool = False
@@ -91,10 +91,11 @@ def add_options(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--certload-docker-network",
-        choices=("bridge", "host"),
-        default="host",
-        help="docker stack: host networking (loopback only) or a user-defined bridge "
-        "with ports published on 127.0.0.1",
+        choices=("auto", "bridge", "host"),
+        default=os.environ.get("CERTLOAD_DOCKER_NETWORK", "auto"),
+        help="docker stack: a user-defined bridge with ports published on 127.0.0.1 (the norm), or "
+        "host networking (loopback only; needed where the engine runs without a bridge). "
+        "auto (default): bridge when the engine has its default bridge network, else host",
     )
     for name, image in DEFAULT_IMAGES.items():
         group.addoption(
