@@ -102,6 +102,7 @@ class _Connection(asyncio.Protocol):
         "keep_alive",
         "parser",
         "pool",
+        "raw_transport",
         "registry",
         "status",
         "timer",
@@ -115,6 +116,7 @@ class _Connection(asyncio.Protocol):
         self.pool = pool
         self.registry = registry
         self.transport: asyncio.Transport | None = None
+        self.raw_transport: asyncio.Transport | None = None  # the TCP transport under TLS
         self.parser = httptools.HttpResponseParser(self)
         self.waiter: asyncio.Future | None = None
         self.timer: asyncio.TimerHandle | None = None
@@ -238,10 +240,16 @@ class _Connection(asyncio.Protocol):
             if self.transport is not None:
                 self.transport.abort()
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
+        """Close (TLS: with close_notify); ``abort`` drops the socket at once (end of a phase)."""
         if self.transport is not None and not self.closed:
             self.closed = True
-            self.transport.close()
+            if abort:
+                self.transport.abort()
+            else:
+                self.transport.close()
+        if abort and self.raw_transport is not None and not self.raw_transport.is_closing():
+            self.raw_transport.abort()
         self._mark_dead()
 
     def _mark_dead(self) -> None:
@@ -527,7 +535,7 @@ class HttpClient:
                     except BaseException:
                         transport.abort()
                         raise
-                    conn.transport = tls_transport
+                    conn.raw_transport, conn.transport = transport, tls_transport
                     resp.tls_ns = monotonic_ns() - t1
                     ssl_object = tls_transport.get_extra_info("ssl_object")
                     conn.tls_version = ssl_object.version() if ssl_object is not None else ""
@@ -566,7 +574,7 @@ class HttpClient:
     def close(self) -> None:
         """Close every connection (idle, or left mid-request by a cancelled iteration)."""
         for conn in list(self._conns):
-            conn.close()
+            conn.close(abort=True)
         for pool in self._pools.values():
             pool.idle.clear()
         self._pools.clear()

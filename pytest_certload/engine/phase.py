@@ -105,6 +105,7 @@ async def run_phase_async(
         health = monitor.stop()
         wall_end = time.time()
         client.close()
+        await asyncio.sleep(0)  # let the transports' close callbacks run before the loop may close
     scenarios = {}
     for executor in executors:
         rt = executor.runtime

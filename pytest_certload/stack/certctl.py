@@ -52,7 +52,10 @@ def certctl_env(
         "CERTCTL_SERVER_TLS_KEY_PATH": str(key),
         "CERTCTL_AUTH_TYPE": "api-key",
         "CERTCTL_AUTH_SECRET": secret.auth_secret,
-        "CERTCTL_API_KEYS_NAMED": f"loadtest:{secret.api_token}:admin",
+        # the bootstrap token must also be an API key for agent registration to pass (facts §3.7)
+        "CERTCTL_API_KEYS_NAMED": (
+            f"loadtest:{secret.api_token}:admin,bootstrap:{secret.bootstrap_token}:admin"
+        ),
         "CERTCTL_AGENT_BOOTSTRAP_TOKEN": secret.bootstrap_token,
         "CERTCTL_CONFIG_ENCRYPTION_KEY": secret.encryption_key,
         "CERTCTL_SCHEDULER_RENEWAL_CHECK_INTERVAL": "24h",

@@ -101,7 +101,9 @@ def test_arrival_rate_within_one_percent_over_ten_seconds(server):
     assert result.select_counter("http_reqs", {"scenario": "s"}) == 2000
     assert result.select_rate("http_req_failed", {"scenario": "s"}) == (0, 2000)
     lag = result.select_trend("iteration_start_lag", {"scenario": "s"}) / 1e6
-    assert float(np.percentile(lag, 50)) < 2.0
+    # a timerfd wakes the loop for each arrival (engine/waker.py): the median start is ~0.1 ms late
+    # here, against 0.5-0.75 ms with the loop's whole-millisecond timers
+    assert float(np.percentile(lag, 50)) < 0.5
     assert outcome.meta["wall_seconds"] < 11.0
     assert not outcome.health.saturated, outcome.health.reason
 

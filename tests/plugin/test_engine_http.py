@@ -120,12 +120,12 @@ def test_tls_verification_fails_against_a_wrong_ca(servers, tmp_path):
     other_ca = make_tls_material(tmp_path / "other")
 
     async def go():
-        wrong = await HttpClient(other_ca.client_context()).request("GET", servers["https"] + "/fast")
-        system = await HttpClient().request("GET", servers["https"] + "/fast")  # default: system store
-        insecure = await HttpClient(make_ssl_context(insecure=True)).request(
-            "GET", servers["https"] + "/fast"
-        )
-        return wrong, system, insecure
+        out = []
+        for ctx in (other_ca.client_context(), None, make_ssl_context(insecure=True)):  # None: system store
+            client = HttpClient(ctx)
+            out.append(await client.request("GET", servers["https"] + "/fast"))
+            client.close()
+        return out
 
     wrong, system, insecure = run(go)
     assert wrong.status == 0 and wrong.error.startswith("tls_verify_failed")
@@ -140,6 +140,7 @@ def test_timeout_is_status_0_and_bounded(servers):
         slow = await client.request("GET", servers["http"] + "/delay?ms=2000", timeout=0.1)
         took = time.monotonic() - t0
         ok = await client.request("GET", servers["http"] + "/delay?ms=1")
+        client.close()
         return slow, took, ok
 
     slow, took, ok = run(go)
@@ -155,6 +156,7 @@ def test_bounded_pool_queues_requests(servers):
         rs = await asyncio.gather(
             *(client.request("GET", servers["http"] + "/delay?ms=100") for _ in range(6))
         )
+        client.close()
         return rs, time.monotonic() - t0
 
     rs, took = run(go)

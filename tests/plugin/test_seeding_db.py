@@ -170,7 +170,7 @@ def test_missing_foreign_key_row_is_named_with_its_origin(db: psycopg.Connection
     text = load_fleet("bulk_renewal").path.read_text().replace('id = "o-alice"', 'id = "o-nobody"')
     path = tmp_path / "bulk_other_owner.toml"
     path.write_text(text)
-    with pytest.raises(SchemaMismatch, match=r"needs row owners\.id = 'o-nobody'.*demo seed"):
+    with pytest.raises(SchemaMismatch, match=r"needs row owners\.id = 'o-nobody'.*seed_demo.sql"):
         seed_fleet(db, load_fleet(path))
 
 
