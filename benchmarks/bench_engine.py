@@ -109,6 +109,7 @@ def child_engine(url: str, ca: str, seconds: float) -> dict:
         "failed": failed,
         "cpu_s": h.cpu_fraction * h.wall_seconds,
         "wall_s": h.wall_seconds,
+        "note": "uvloop, TLS verified, recording and health ticker included",
     }
 
 
@@ -175,7 +176,7 @@ def child_aiohttp(url: str, ca: str, seconds: float) -> dict:
             n, cpu, wall = await _window(lambda: count, seconds)
             stop = True
             await asyncio.gather(*tasks, return_exceptions=True)
-        return {"requests": n, "cpu_s": cpu, "wall_s": wall, "loop": "uvloop"}
+        return {"requests": n, "cpu_s": cpu, "wall_s": wall, "note": "uvloop, TLS verified"}
 
     return uvloop.run(main())
 
@@ -202,7 +203,7 @@ def child_httpx(url: str, ca: str, seconds: float) -> dict:
             n, cpu, wall = await _window(lambda: count, seconds)
             stop = True
             await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 30)
-        return {"requests": n, "cpu_s": cpu, "wall_s": wall, "loop": "asyncio"}
+        return {"requests": n, "cpu_s": cpu, "wall_s": wall, "note": "asyncio, TLS verified"}
 
     return asyncio.run(main())
 
@@ -361,6 +362,21 @@ def start_nginx(workdir: Path):
     return proc, f"http://127.0.0.1:{port}/", f"https://127.0.0.1:{tls_port}/", str(tls.ca_cert), nginx
 
 
+def run_rate(url: str, rate: float, seconds: float) -> dict:
+    """One constant-arrival-rate run of the engine in a child process, judged against both bounds."""
+    argv = [sys.executable, str(Path(__file__).resolve()), "--child", "engine-rate", "--url", url]
+    argv += ["--rate", str(rate), "--seconds", str(seconds)]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds * 10 + 60)
+    if out.returncode != 0:
+        return {"rate": rate, "error": out.stderr.strip()[-300:]}
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    kept = res["dropped"] == 0 and abs(res["achieved_rate_wall"] / rate - 1) <= 0.01
+    res["holds"] = kept and res["lag_p99_ms"] < LAG_P99_BOUND_MS
+    # the engine's own saturation bounds (engine/health.py): what a load test would accept
+    res["healthy"] = kept and not res["saturated"]
+    return res
+
+
 def cpu_pressure() -> str:
     """Linux PSI for CPU: how much of the time runnable tasks waited (other work on the machine)."""
     try:
@@ -418,36 +434,24 @@ def main() -> None:
                 shown = res.get("us_per_request") or res.get("skipped") or res.get("error")
                 print(f"  {scheme:5} {name:24} {shown}", file=sys.stderr, flush=True)
         if not args.skip_rates:
+            failures_in_a_row = 0
             for rate in RATES:
-                argv = [
-                    sys.executable,
-                    str(Path(__file__).resolve()),
-                    "--child",
-                    "engine-rate",
-                    "--url",
-                    http_url,
-                    "--rate",
-                    str(rate),
-                    "--seconds",
-                    str(args.seconds),
-                ]
-                out = subprocess.run(argv, capture_output=True, text=True, timeout=args.seconds * 10 + 60)
-                if out.returncode != 0:
-                    rates.append({"rate": rate, "error": out.stderr.strip()[-300:]})
-                    break
-                res = json.loads(out.stdout.strip().splitlines()[-1])
-                kept = res["dropped"] == 0 and abs(res["achieved_rate_wall"] / rate - 1) <= 0.01
-                res["holds"] = kept and res["lag_p99_ms"] < LAG_P99_BOUND_MS
-                # the engine's own saturation bounds (engine/health.py): what a test would accept
-                res["healthy"] = kept and not res["saturated"]
-                rates.append(res)
-                print(
-                    f"  rate {rate}: lag p99 {res['lag_p99_ms']:.2f} ms, cpu {res['cpu_fraction']:.0%}, "
-                    f"dropped {res['dropped']}, holds {res['holds']}",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                if res["dropped"] > 0 or res["cpu_fraction"] > 0.98:
+                # a rate that fails is tried once more: a shared VM has hiccups of its own
+                for attempt in (1, 2):
+                    res = run_rate(http_url, rate, args.seconds)
+                    res["attempt"] = attempt
+                    rates.append(res)
+                    print(
+                        f"  rate {rate} (attempt {attempt}): lag p99 {res.get('lag_p99_ms', -1):.2f} ms, "
+                        f"cpu {res.get('cpu_fraction', 0):.0%}, dropped {res.get('dropped')}, "
+                        f"holds {res.get('holds')}, healthy {res.get('healthy')}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    if res.get("healthy"):
+                        break
+                failures_in_a_row = 0 if res.get("healthy") else failures_in_a_row + 1
+                if failures_in_a_row >= 2 or res.get("cpu_fraction", 0) > 0.98:
                     break
     finally:
         proc.stop()
@@ -478,7 +482,9 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
-    print(markdown(report))
+    table = markdown(report)
+    args.out.with_suffix(".md").write_text(table + "\n")
+    print(table)
 
 
 def markdown(report: dict) -> str:
@@ -507,17 +513,18 @@ def markdown(report: dict) -> str:
     ]
     if report["arrival_rates"]:
         lines += [
-            "| target rate/s | achieved (wall) | sched. lag p50 | lag p99 | loop lag p99 | CPU | dropped "
-            "| lag p99 < 1 ms | healthy |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| target rate/s | try | achieved (wall) | sched. lag p50 | lag p99 | loop lag p99 | CPU "
+            "| dropped | lag p99 < 1 ms | healthy |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in report["arrival_rates"]:
             if "error" in r:
-                lines.append(f"| {r['rate']} | error | | | | | | |")
+                lines.append(f"| {r['rate']} | {r.get('attempt', 1)} | error | | | | | | | |")
                 continue
             lines.append(
-                f"| {r['rate']:,} | {r['achieved_rate_wall']:,.0f} | {r['lag_p50_ms']:.2f} ms "
-                f"| {r['lag_p99_ms']:.2f} ms | {r['loop_lag_p99_ms']:.2f} ms | {r['cpu_fraction']:.0%} "
+                f"| {r['rate']:,.0f} | {r.get('attempt', 1)} | {r['achieved_rate_wall']:,.0f} "
+                f"| {r['lag_p50_ms']:.2f} ms | {r['lag_p99_ms']:.2f} ms | {r['loop_lag_p99_ms']:.2f} ms "
+                f"| {r['cpu_fraction']:.0%} "
                 f"| {r['dropped']} | {r['holds']} | {r['healthy']} |"
             )
         lines += [

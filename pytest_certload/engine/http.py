@@ -28,6 +28,7 @@ import httptools
 DEFAULT_TIMEOUT = 60.0  # seconds, k6's default request timeout
 DEFAULT_MAX_CONNECTIONS = 1024  # per origin; more requests than this in flight wait for a connection
 USER_AGENT = b"pytest-certload"
+TIMEOUT_SWEEP_SECONDS = 0.02
 _URL_CACHE_MAX = 4096
 _NO_BODY_STATUS = frozenset({204, 304})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -94,6 +95,7 @@ class _Connection(asyncio.Protocol):
         "closed",
         "complete",
         "dead",
+        "deadline_ns",
         "error",
         "first_byte_ns",
         "head",
@@ -105,7 +107,6 @@ class _Connection(asyncio.Protocol):
         "raw_transport",
         "registry",
         "status",
-        "timer",
         "tls_version",
         "transport",
         "until_eof",
@@ -119,7 +120,7 @@ class _Connection(asyncio.Protocol):
         self.raw_transport: asyncio.Transport | None = None  # the TCP transport under TLS
         self.parser = httptools.HttpResponseParser(self)
         self.waiter: asyncio.Future | None = None
-        self.timer: asyncio.TimerHandle | None = None
+        self.deadline_ns = 0  # the in-flight request times out after this (checked by the sweeper)
         self.closed = False
         self.dead = False
         self.tls_version = ""
@@ -210,19 +211,16 @@ class _Connection(asyncio.Protocol):
     # -- request cycle -----------------------------------------------------------------------
 
     def send(
-        self, data: bytes, head: bool, timeout: float, loop: asyncio.AbstractEventLoop
+        self, data: bytes, head: bool, deadline_ns: int, loop: asyncio.AbstractEventLoop
     ) -> asyncio.Future:
         self._reset(head)
         waiter = self.waiter = loop.create_future()
-        self.timer = loop.call_later(timeout, self._on_timeout)
+        self.deadline_ns = deadline_ns
         self.transport.write(data)  # type: ignore[union-attr]
         return waiter
 
     def _finish(self) -> None:
         self.complete = True
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
         waiter, self.waiter = self.waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -234,7 +232,6 @@ class _Connection(asyncio.Protocol):
         self.close()
 
     def _on_timeout(self) -> None:
-        self.timer = None
         if self.waiter is not None:
             self._fail("timeout")
             if self.transport is not None:
@@ -346,6 +343,7 @@ class HttpClient:
         self._pools: dict[tuple[str, str, int], _OriginPool] = {}
         self._urls: dict[str, _ParsedUrl] = {}
         self._conns: set[_Connection] = set()  # every open connection, pooled or not
+        self._sweeper: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -369,6 +367,8 @@ class HttpClient:
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
+        if self._sweeper is None:
+            self._sweep()
         resp = Response()
         resp.start_ns = start
         resp.new_connection = new_connection
@@ -416,7 +416,7 @@ class HttpClient:
                 return resp
             sent = resp.sent_ns = monotonic_ns()
             try:
-                await conn.send(data, method == "HEAD", remaining, loop)
+                await conn.send(data, method == "HEAD", deadline, loop)
             except asyncio.CancelledError:
                 conn.close()  # the iteration was cancelled mid-request: the connection is unusable
                 raise
@@ -571,8 +571,24 @@ class HttpClient:
             pool.addresses = [(info[0], info[4][:2]) for info in infos]
         return pool.addresses
 
+    def _sweep(self) -> None:
+        """Time out in-flight requests past their deadline; runs every TIMEOUT_SWEEP_SECONDS.
+
+        One sweep over the open connections replaces a loop timer per request (arming and
+        cancelling one costs ~2.4 us with 64 in flight, a tenth of a keep-alive request here).
+        A timeout fires up to TIMEOUT_SWEEP_SECONDS late; the default timeout is 60 s.
+        """
+        now = monotonic_ns()
+        for conn in list(self._conns):
+            if conn.waiter is not None and conn.deadline_ns <= now:
+                conn._on_timeout()
+        self._sweeper = self._loop.call_later(TIMEOUT_SWEEP_SECONDS, self._sweep)  # type: ignore[union-attr]
+
     def close(self) -> None:
         """Close every connection (idle, or left mid-request by a cancelled iteration)."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for conn in list(self._conns):
             conn.close(abort=True)
         for pool in self._pools.values():

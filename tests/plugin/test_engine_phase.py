@@ -156,9 +156,10 @@ def test_graceful_stop_cancels_and_counts_interrupted_iterations(server, tls):
 def test_a_blocked_generator_counts_late_starts_and_reports_saturation(server, tls):
     """The iteration blocks the loop (a CPU-bound step): arrivals start late, lag and CPU are high.
 
-    30 ms of CPU per iteration at 40/s asks for 120 % of a core: arrivals fall further behind. The lag bound is the default; the
-    CPU bound is lowered to 30 % because other work sharing this 2-vCPU machine can keep our
-    process from reaching the default 85 % - the test checks the mechanism, not the machine.
+    30 ms of CPU per iteration at 40/s asks for 120 % of a core: arrivals fall further behind.
+    The lag bound is the default; the CPU bound is lowered to 30 % because other work sharing this
+    2-vCPU machine can keep our process from reaching the default 85 % - the test checks the
+    mechanism, not the machine.
     """
 
     async def hog(ctx):

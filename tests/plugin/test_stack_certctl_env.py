@@ -24,11 +24,15 @@ def test_env_meets_certctl_validation(rate_limit: bool) -> None:
         secret=secret,
         rate_limit=rate_limit,
     )
-    assert env["CERTCTL_API_KEYS_NAMED"] == f"loadtest:{secret.api_token}:admin"  # admin role, not viewer
+    # admin role, not viewer; the bootstrap token is an admin key too, or agent registration fails
+    keys = env["CERTCTL_API_KEYS_NAMED"].split(",")
+    assert keys == [f"loadtest:{secret.api_token}:admin", f"bootstrap:{secret.bootstrap_token}:admin"]
     assert env["CERTCTL_AUTH_SECRET"] and env["CERTCTL_AGENT_BOOTSTRAP_TOKEN"]
     assert len(env["CERTCTL_CONFIG_ENCRYPTION_KEY"].encode()) >= 32
     assert not PLACEHOLDERS & set(env.values())
-    assert env["CERTCTL_DEMO_SEED"] == "true" and env["CERTCTL_RATE_LIMIT_ENABLED"] == str(rate_limit).lower()
+    # never the demo seed: its network-scan targets and public-CA issuers send traffic off loopback
+    assert "CERTCTL_DEMO_SEED" not in env
+    assert env["CERTCTL_RATE_LIMIT_ENABLED"] == str(rate_limit).lower()
     assert (
         env["CERTCTL_DATABASE_MIGRATIONS_PATH"] == "/m" and "sslmode=disable" in env["CERTCTL_DATABASE_URL"]
     )

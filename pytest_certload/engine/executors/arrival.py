@@ -25,7 +25,7 @@ from pytest_certload.engine.scenario import ScenarioRuntime
 from pytest_certload.engine.schedule import arrival_offsets_ns
 from pytest_certload.engine.waker import TimerFdWaker, make_waker
 
-# Within this much of the next arrival, the waker thread takes over from the loop's ms timers.
+# Within this much of the next arrival, the timerfd takes over from the loop's ms timers.
 _PRECISE_WINDOW_NS = 2_000_000
 _TIMER_LEAD_NS = 1_000_000  # loop timers aim this much early (they may fire up to ~1 ms early)
 PRECISE_WAKEUPS = True  # False: loop timers only (whole ms, rounded up)
