@@ -53,6 +53,7 @@ class Response:
     __slots__ = (
         "body",
         "connecting_ns",
+        "duration_ns",
         "end_ns",
         "error",
         "headers",
@@ -76,6 +77,7 @@ class Response:
         self.start_ns = 0
         self.sent_ns = 0  # request bytes handed to the socket (0: never sent)
         self.end_ns = 0
+        self.duration_ns = 0  # as recorded in http_req_duration (set by IterationContext.request)
         self.new_connection = False
         self.tls_version = ""
 

@@ -51,8 +51,14 @@ def run_phase(
     use_uvloop: bool = True,
     max_lag_p99_ms: float = MAX_LAG_P99_MS,
     max_cpu_fraction: float = MAX_CPU_FRACTION,
+    start_at: float | None = None,
 ) -> PhaseOutcome:
-    """Run ``runs`` to completion in a fresh event loop (uvloop when present) and return the outcome."""
+    """Run ``runs`` to completion in a fresh event loop (uvloop when present) and return the outcome.
+
+    ``start_at`` (wall-clock epoch seconds) puts time zero of every schedule at that instant, so
+    xdist workers running interleaved shares (``ExecutorSpec.with_share``) share one clock;
+    by default the phase starts 20 ms from now.
+    """
     factory = event_loop_factory(use_uvloop)
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(
@@ -63,6 +69,7 @@ def run_phase(
                 max_connections_per_origin=max_connections_per_origin,
                 max_lag_p99_ms=max_lag_p99_ms,
                 max_cpu_fraction=max_cpu_fraction,
+                start_at=start_at,
             )
         )
 
@@ -75,6 +82,7 @@ async def run_phase_async(
     max_connections_per_origin: int = DEFAULT_MAX_CONNECTIONS,
     max_lag_p99_ms: float = MAX_LAG_P99_MS,
     max_cpu_fraction: float = MAX_CPU_FRACTION,
+    start_at: float | None = None,
 ) -> PhaseOutcome:
     """The same as :func:`run_phase`, inside an already running loop."""
     names = [r.name for r in runs]
@@ -89,7 +97,10 @@ async def run_phase_async(
     monitor = HealthMonitor(max_lag_p99_ms, max_cpu_fraction)
     monitor.start()
     wall_start = time.time()
-    t0 = monotonic_ns() + _START_LEAD_NS
+    if start_at is None:
+        t0 = monotonic_ns() + _START_LEAD_NS
+    else:
+        t0 = monotonic_ns() + round((start_at - time.time()) * 1e9)
     scenario_bounds: dict[str, tuple[float, float]] = {}
 
     async def one(executor) -> None:

@@ -83,6 +83,15 @@ class ScenarioRecorder:
         tags = tagset({**self._base, **extra}) if extra else tagset(self._base)
         self._counters[(name, tags)] += n
 
+    def trend(self, name: str, value_ns: int, tags: dict[str, str] | None = None) -> None:
+        """A custom trend value, tagged like the scenario's requests."""
+        full = tagset({**self._base, **tags}) if tags else tagset(self._base)
+        self._recorder.add_trend(name, full, value_ns)
+
+    def rate(self, name: str, hit: bool, tags: dict[str, str] | None = None) -> None:
+        full = tagset({**self._base, **tags}) if tags else tagset(self._base)
+        self._recorder.add_rate(name, full, hit)
+
     def flush(self) -> None:
         """Write counts and rates into the Recorder (once, at phase end)."""
         rec = self._recorder
@@ -90,9 +99,7 @@ class ScenarioRecorder:
             if series.count:
                 rec.add_counter("http_reqs", series.tags, series.count)
                 trues, total = series.failed
-                # Recorder.add_rate takes one hit at a time; this runs once per phase, off the hot path
-                for i in range(total):
-                    rec.add_rate("http_req_failed", series.tags, i < trues)
+                rec.add_rate_counts("http_req_failed", series.tags, trues, total)
                 series.count = 0
                 series.failed = [0, 0]
         for (name, tags), n in self._counters.items():

@@ -12,10 +12,12 @@ from pytest_certload.engine.http import HttpClient, Response
 from pytest_certload.engine.recording import ScenarioRecorder
 from pytest_certload.engine.spec import ExecutorSpec
 
-# An iteration that starts more than this after its intended time is a late start. Timer jitter on
-# an idle 2-vCPU VM reaches 1-4 ms at p99 (see health.py), so a healthy generator counts none; 5 ms
-# is still below the latency of certctl's slower endpoints, so a lateness that visibly shifts a
-# measured latency is counted. The lateness itself is always inside http_req_duration.
+# An iteration that starts more than this after its intended time is a late start. Start lag
+# measured here (benchmarks/bench_engine.py, 500-10,000 arrivals/s): p50 ~0.1-0.3 ms, p99 0.2-1 ms
+# on a quiet 2-vCPU VM and 2-5 ms when other work shares it, so a healthy generator counts
+# (almost) none; 5 ms is still below the latency of certctl's slower endpoints, so a lateness that
+# visibly shifts a measured latency is counted. The lateness itself is always inside
+# http_req_duration.
 LATE_START_TOLERANCE_NS = 5_000_000
 
 Iteration = Callable[["IterationContext"], Awaitable[None]]
@@ -81,7 +83,21 @@ class IterationContext:
         else:
             failed = not expected(status)
         rt.recorder.request(resp, duration, service, tags, failed)
+        resp.duration_ns = duration
         return resp
+
+    # custom metrics, as k6's Trend/Counter/Rate objects; tagged with the scenario's tags
+    def trend(self, name: str, value_ns: int, tags: dict[str, str] | None = None) -> None:
+        """Add a value (int nanoseconds) to a custom trend, e.g. ``acme_directory_duration``."""
+        self._runtime.recorder.trend(name, value_ns, tags)
+
+    def counter(self, name: str, n: float = 1, tags: dict[str, str] | None = None) -> None:
+        """Add to a custom counter, e.g. ``acme_rate_limited_count``."""
+        self._runtime.recorder.count(name, n, **(tags or {}))
+
+    def rate(self, name: str, hit: bool, tags: dict[str, str] | None = None) -> None:
+        """Add one observation to a custom rate metric, e.g. a k6 ``check``."""
+        self._runtime.recorder.rate(name, hit, tags)
 
     async def sleep(self, seconds: float) -> None:
         """Think time (e.g. acme_flow's 1 s pause); cancelled with the iteration at graceful stop."""

@@ -46,11 +46,11 @@ def acme_iteration(stack: Stack, *, profile: str = ACME_PROFILE, pause_s: float 
         resp = await ctx.request(
             method, url, headers=headers, tags={"step": step_name}, expected=not_server_error
         )
-        ctx.trend(STEP_TRENDS[step_name], resp.elapsed_ns)
+        ctx.trend(STEP_TRENDS[step_name], resp.duration_ns)
         if resp.status == 429:
-            ctx.counter("acme_rate_limited_count")
-            ctx.counter("acme_rate_limited_by_shape", tags={"shape": classify_429(resp.headers, resp.body)})
-            if classify_429(resp.headers, resp.body) == "rfc7807":
+            shape = classify_429(resp.headers, resp.body)
+            ctx.counter("acme_rate_limited_count", tags={"step": step_name, "shape": shape})
+            if shape == "rfc7807":
                 ctx.counter("acme_rate_limit_shape_ok")
         return resp
 

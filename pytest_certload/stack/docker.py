@@ -436,10 +436,16 @@ class DockerProvider:
         )
         try:
             code = comp.container.get_wrapped_container().wait(timeout=MIGRATE_TIMEOUT_S).get("StatusCode")
+            reason = f"container exited with code {code} (during --migrate-only)"
         except Exception as exc:
-            raise comp.fail(f"--migrate-only did not finish: {exc}") from exc
+            code, reason = None, f"--migrate-only did not finish: {exc}"
         if code != 0:
-            raise comp.fail(f"--migrate-only exited with code {code}")
+            failed = comp.fail(reason)
+            failed.name = "certctl"  # the component that failed; its migrate step is in the command
+            failed.args = (
+                str(failed).replace("certctl-migrate did not come up", "certctl did not come up", 1),
+            )
+            raise failed
 
     def _listens(self, comp: Component, port: int) -> bool:
         """In host mode: the container's own process holds the listening socket (bridge: its own port)."""

@@ -46,6 +46,15 @@ class Recorder:
         counts[0] += 1 if hit else 0
         counts[1] += 1
 
+    def add_rate_counts(self, name: str, tags: TagSet, trues: int, total: int) -> None:
+        """Add pre-counted observations (``trues`` hits out of ``total``)."""
+        key = (name, tags)
+        counts = self.rates.get(key)
+        if counts is None:
+            counts = self.rates[key] = [0, 0]
+        counts[0] += trues
+        counts[1] += total
+
     def add_counter(self, name: str, tags: TagSet, n: float = 1) -> None:
         key = (name, tags)
         self.counters[key] = self.counters.get(key, 0) + n

@@ -6,12 +6,22 @@ import pytest
 
 from pytest_certload.scenarios import api
 
-ARRIVAL = {"executor": "constant-arrival-rate", "rate": 50, "time_unit": "1s", "duration": "5m",
-           "pre_allocated_vus": 50, "max_vus": 200}
-ISSUANCE_THRESHOLDS = {"http_req_duration{scenario:issuance_acceptance}": ["p(95)<2000", "p(99)<5000"],
-                       "http_req_failed{scenario:issuance_acceptance}": ["rate<0.01"]}
-LIST_THRESHOLDS = {"http_req_duration{scenario:list_certificates}": ["p(95)<800", "p(99)<2000"],
-                   "http_req_failed{scenario:list_certificates}": ["rate<0.01"]}
+ARRIVAL = {
+    "executor": "constant-arrival-rate",
+    "rate": 50,
+    "time_unit": "1s",
+    "duration": "5m",
+    "pre_allocated_vus": 50,
+    "max_vus": 200,
+}
+ISSUANCE_THRESHOLDS = {
+    "http_req_duration{scenario:issuance_acceptance}": ["p(95)<2000", "p(99)<5000"],
+    "http_req_failed{scenario:issuance_acceptance}": ["rate<0.01"],
+}
+LIST_THRESHOLDS = {
+    "http_req_duration{scenario:list_certificates}": ["p(95)<800", "p(99)<2000"],
+    "http_req_failed{scenario:list_certificates}": ["rate<0.01"],
+}
 
 pytestmark = pytest.mark.api
 
@@ -32,10 +42,14 @@ def test_api_tier(certload, certload_stack):
     """Both API scenarios at once, as ``make loadtest`` ran them, each with its own thresholds."""
     result = certload.run_many(
         {
-            "issuance_acceptance": (api.issuance_acceptance(certload_stack),
-                                    {**ARRIVAL, "thresholds": ISSUANCE_THRESHOLDS}),
-            "list_certificates": (api.list_certificates(certload_stack),
-                                  {**ARRIVAL, "start_time": "5s", "thresholds": LIST_THRESHOLDS}),
+            "issuance_acceptance": (
+                api.issuance_acceptance(certload_stack),
+                {**ARRIVAL, "thresholds": ISSUANCE_THRESHOLDS},
+            ),
+            "list_certificates": (
+                api.list_certificates(certload_stack),
+                {**ARRIVAL, "start_time": "5s", "thresholds": LIST_THRESHOLDS},
+            ),
         }
     )
     result.assert_thresholds()

@@ -34,12 +34,16 @@ SCENARIOS = {
 
 @pytest.mark.parametrize(
     "target",
-    [pytest.param(t, id=f"{t}_handshake", marks=pytest.mark.certload(**opts)) for t, opts in SCENARIOS.items()],
+    [
+        pytest.param(t, id=f"{t}_handshake", marks=pytest.mark.certload(**opts))
+        for t, opts in SCENARIOS.items()
+    ],
 )
 def test_handshake(certload, certload_stack, require_target, target):
     require_target(target)
-    result = certload.run(connector.handshake(certload_stack, target), name=f"{target}_handshake",
-                          tags={"target_type": target})
+    result = certload.run(
+        connector.handshake(certload_stack, target), name=f"{target}_handshake", tags={"target_type": target}
+    )
     result.assert_thresholds()
     # every iteration really handshook: TLS time was recorded for each request, not once per VU
     tls = result.result.select_trend("http_req_tls_handshaking", {"target_type": target})

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import os
 import random
 import ssl
 import sys
@@ -156,6 +157,15 @@ async def _serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: _Server(state), args.host, args.port, ssl=ctx, backlog=2048)
     print(f"calibration server on {args.host}:{args.port} tls={bool(ctx)}", flush=True)
+    parent = os.getppid()
+
+    def exit_with_parent() -> None:
+        # a test run that is killed cannot stop us; we stop ourselves when our parent is gone
+        if os.getppid() != parent:
+            os._exit(0)
+        loop.call_later(1.0, exit_with_parent)
+
+    loop.call_later(1.0, exit_with_parent)
     async with server:
         await server.serve_forever()
 

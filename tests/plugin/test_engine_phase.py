@@ -238,6 +238,31 @@ def test_xdist_shares_split_the_schedule_between_processes(server, tls):
     assert all(k % 2 == 0 for k in seen[0]) and all(k % 2 == 1 for k in seen[1])
 
 
+def test_start_at_puts_time_zero_on_a_shared_wall_clock(server, tls):
+    """xdist workers align their shares on one wall-clock instant (start_at, epoch seconds)."""
+    starts: list[float] = []
+
+    async def it(ctx):
+        starts.append(time.time())
+        await ctx.request("GET", server + "/fast")
+
+    zero = time.time() + 0.4
+    run_phase(
+        [
+            ScenarioRun(
+                "s",
+                spec(executor="constant-arrival-rate", rate=20, duration="500ms", pre_allocated_vus=2),
+                it,
+            )
+        ],
+        ssl_context=tls.client_context(),
+        start_at=zero,
+    )
+    assert len(starts) == 10
+    assert zero <= starts[0] < zero + 0.02  # arrival 0 is due at time zero, never earlier
+    assert starts[-1] == pytest.approx(zero + 0.45, abs=0.02)  # arrival 9 at 9/20 s
+
+
 def test_the_scheduler_keeps_the_schedule_without_timerfd(server, tls, monkeypatch):
     """Where timerfd is missing (not Linux) the scheduler falls back to whole-ms loop timers."""
     from pytest_certload.engine.executors import arrival

@@ -1,4 +1,4 @@
-"""Scale tier (k6/bulk_renewal.js, k6/agent_storm.js, k6/acme_burst.js) and the ACME flow (k6/acme_flow.js)."""
+"""Scale tier (k6/bulk_renewal.js, agent_storm.js, acme_burst.js) and the ACME flow (k6/acme_flow.js)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,12 @@ ACME_TRENDS = {
 
 @pytest.mark.scale
 @pytest.mark.certload(
-    executor="constant-arrival-rate", rate=5, time_unit="1s", duration="5m", pre_allocated_vus=10, max_vus=30,
+    executor="constant-arrival-rate",
+    rate=5,
+    time_unit="1s",
+    duration="5m",
+    pre_allocated_vus=10,
+    max_vus=30,
     fleets=["bulk_renewal"],
     thresholds={
         "http_req_duration{scenario:bulk_renewal}": ["p(95)<2000", "p(99)<5000"],
@@ -33,7 +38,12 @@ def test_bulk_renewal(certload, certload_stack, certload_fleets):
 
 @pytest.mark.scale
 @pytest.mark.certload(
-    executor="constant-arrival-rate", rate=167, time_unit="1s", duration="5m", pre_allocated_vus=50, max_vus=300,
+    executor="constant-arrival-rate",
+    rate=167,
+    time_unit="1s",
+    duration="5m",
+    pre_allocated_vus=50,
+    max_vus=300,
     fleets=["agent_fleet"],
     thresholds={
         "http_req_duration{scenario:agent_storm}": ["p(95)<500", "p(99)<1000"],
@@ -49,7 +59,10 @@ def test_agent_storm(certload, certload_stack, certload_fleets):
 @pytest.mark.scale
 @pytest.mark.acme
 @pytest.mark.certload(
-    executor="constant-vus", vus=200, duration="5m", fleets=["acme_profile"],
+    executor="constant-vus",
+    vus=200,
+    duration="5m",
+    fleets=["acme_profile"],
     thresholds={**ACME_TRENDS, "http_req_failed{scenario:acme_burst}": ["rate<0.001"]},
 )
 def test_acme_burst(certload, certload_stack, certload_fleets):
@@ -60,7 +73,10 @@ def test_acme_burst(certload, certload_stack, certload_fleets):
 
 @pytest.mark.acme
 @pytest.mark.certload(
-    executor="constant-vus", vus=100, duration="5m", fleets=["acme_profile"],
+    executor="constant-vus",
+    vus=100,
+    duration="5m",
+    fleets=["acme_profile"],
     thresholds={**ACME_TRENDS, "http_req_failed{scenario:acme_flow}": ["rate<0.01"]},
 )
 def test_acme_flow(certload, certload_stack, certload_fleets):
