@@ -17,6 +17,7 @@ def _arrival(target: str, p95: str, p99: str) -> dict:
         "duration": "5m",
         "pre_allocated_vus": 10,
         "max_vus": 50,
+        "tags": {"target_type": target},
         "thresholds": {
             f"http_req_duration{{target_type:{target}}}": [f"p(95)<{p95}", f"p(99)<{p99}"],
             f"http_req_failed{{target_type:{target}}}": ["rate<0.01"],
@@ -41,9 +42,7 @@ SCENARIOS = {
 )
 def test_handshake(certload, certload_stack, require_target, target):
     require_target(target)
-    result = certload.run(
-        connector.handshake(certload_stack, target), name=f"{target}_handshake", tags={"target_type": target}
-    )
+    result = certload.run(connector.handshake(certload_stack, target), name=f"{target}_handshake")
     result.assert_thresholds()
     # every iteration really handshook: TLS time was recorded for each request, not once per VU
     tls = result.result.select_trend("http_req_tls_handshaking", {"target_type": target})
