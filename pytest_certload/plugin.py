@@ -295,6 +295,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="do not verify TLS certificates of certctl and the targets (debugging only; never the default)",
     )
+    # --- pytest-xdist split mode (pytest_certload.distributed) ---
+    from pytest_certload import distributed
+
+    distributed.add_options(group)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -316,6 +320,11 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.dist = "no"  # listing runs nothing: keep pytest-xdist from starting workers
         config.option.tx = []
     config.pluginmanager.register(SessionPlugin(config), f"certload-session-{id(config)}")
+    # --- pytest-xdist split mode (pytest_certload.distributed): on a controller or worker ---
+    if _is_worker(config) or (config.pluginmanager.hasplugin("xdist") and getattr(config.option, "tx", None)):
+        from pytest_certload.distributed import DistributedPlugin
+
+        config.pluginmanager.register(DistributedPlugin(config), f"certload-distributed-{id(config)}")
 
 
 def _validate(item: pytest.Item) -> None:
@@ -490,6 +499,7 @@ class Certload:
         self._item = request.node
         self._config = request.config
         self.records: list[PhaseRecord] = []
+        self._phases = 0  # phases run by this test so far (split mode keys its barrier by them)
 
     @property
     def options(self) -> ScenarioOptions | None:
@@ -530,6 +540,10 @@ class Certload:
         if "scenario" in extra:
             raise ScenarioOptionError("run(tags=...) may not set 'scenario': pass name= instead")
         record = self._run_phase({name: (iteration, options, extra)}, ThresholdSet(), ssl_context)
+        if self._split():  # --- pytest-xdist split mode: the controller judges the merged data ---
+            from pytest_certload.distributed import DeferredScenarioResult
+
+            return DeferredScenarioResult(record, name)
         return ScenarioResult(record, name)
 
     def run_many(
@@ -563,7 +577,20 @@ class Certload:
             except ScenarioOptionError as exc:
                 raise ScenarioOptionError(f"run_many scenario {scenario!r}: {exc}") from None
         phase_thresholds = self.options.thresholds if self.options else ThresholdSet()
-        return PhaseResults(self._run_phase(parsed, phase_thresholds, ssl_context))
+        record = self._run_phase(parsed, phase_thresholds, ssl_context)
+        if self._split():  # --- pytest-xdist split mode: the controller judges the merged data ---
+            from pytest_certload.distributed import DeferredPhaseResults
+
+            return DeferredPhaseResults(record)
+        return PhaseResults(record)
+
+    def _split(self) -> bool:
+        """Is this a pytest-xdist worker running its share of every load phase?"""
+        if not _is_worker(self._config):
+            return False
+        from pytest_certload.distributed import split_mode
+
+        return split_mode(self._config)
 
     def _run_phase(
         self,
@@ -580,10 +607,26 @@ class Certload:
             for name, (iteration, opts, extra) in scenarios.items()
         ]
         every = ThresholdSet(tuple(t for ts in scoped.values() for t in ts) + tuple(phase_thresholds))
+        # --- pytest-xdist split mode: wait for every worker, then run this worker's share ---
+        share = None
+        self._phases += 1
+        if self._split():
+            from pytest_certload.distributed import join_phase, share_runs
+
+            share = join_phase(self._config, self._item.nodeid, self._phases)
+            runs = share_runs(runs, share)
         started = time.monotonic()
         outcome = run_phase(
-            runs, ssl_context=ctx, **self._config.stash[HEALTH_BOUNDS], **_abort_kwargs(run_phase, every)
+            runs,
+            ssl_context=ctx,
+            **self._config.stash[HEALTH_BOUNDS],
+            **_abort_kwargs(run_phase, every),
+            **({"start_at": share.start_at} if share is not None else {}),
         )
+        if share is not None:
+            from pytest_certload.distributed import META_KEY
+
+            outcome.result.meta[META_KEY] = share.to_meta()
         duration_s = _phase_duration(outcome, time.monotonic() - started)
         result = outcome.result
         health = outcome.health
@@ -684,6 +727,8 @@ def certload(request: pytest.FixtureRequest):
     """Run this test's load phase: ``certload.run(iteration)`` / ``certload.run_many({...})``."""
     runner = Certload(request)
     yield runner
+    if runner._split():
+        return  # split mode: a worker's verdicts are partial; the controller judges the merged phase
     for record in runner.records:
         if not record.ok and not record.inspected and not record.saturated:
             warnings.warn(

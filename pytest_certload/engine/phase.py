@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from time import monotonic_ns
 
-from pytest_certload.engine.executors import make_executor
+from pytest_certload.engine.abort import AbortCheck, AbortWatch, PhaseSnapshot
+from pytest_certload.engine.executors import iteration_counts, make_executor
 from pytest_certload.engine.health import MAX_CPU_FRACTION, MAX_LAG_P99_MS, GeneratorHealth, HealthMonitor
 from pytest_certload.engine.http import DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT, HttpClient
 from pytest_certload.engine.recording import ScenarioRecorder
@@ -24,6 +25,7 @@ _START_LEAD_NS = 20_000_000
 class PhaseOutcome:
     result: PhaseResult
     health: GeneratorHealth
+    aborted: str | None = None  # the abort check's reason when it stopped the phase early
 
     @property
     def meta(self) -> dict:
@@ -52,12 +54,18 @@ def run_phase(
     max_lag_p99_ms: float = MAX_LAG_P99_MS,
     max_cpu_fraction: float = MAX_CPU_FRACTION,
     start_at: float | None = None,
+    abort_check: AbortCheck | None = None,
 ) -> PhaseOutcome:
     """Run ``runs`` to completion in a fresh event loop (uvloop when present) and return the outcome.
 
     ``start_at`` (wall-clock epoch seconds) puts time zero of every schedule at that instant, so
     xdist workers running interleaved shares (``ExecutorSpec.with_share``) share one clock;
     by default the phase starts 20 ms from now.
+
+    ``abort_check(snapshot, elapsed_s)`` (k6's abortOnFail) is called about once a second with a
+    PhaseResult of everything recorded so far; a non-empty string stops every scenario as at the
+    end of its duration (in-flight iterations get the graceful stop) and becomes
+    ``PhaseOutcome.aborted``.
     """
     factory = event_loop_factory(use_uvloop)
     with asyncio.Runner(loop_factory=factory) as runner:
@@ -70,6 +78,7 @@ def run_phase(
                 max_lag_p99_ms=max_lag_p99_ms,
                 max_cpu_fraction=max_cpu_fraction,
                 start_at=start_at,
+                abort_check=abort_check,
             )
         )
 
@@ -83,6 +92,7 @@ async def run_phase_async(
     max_lag_p99_ms: float = MAX_LAG_P99_MS,
     max_cpu_fraction: float = MAX_CPU_FRACTION,
     start_at: float | None = None,
+    abort_check: AbortCheck | None = None,
 ) -> PhaseOutcome:
     """The same as :func:`run_phase`, inside an already running loop."""
     names = [r.name for r in runs]
@@ -102,9 +112,17 @@ async def run_phase_async(
     else:
         t0 = monotonic_ns() + round((start_at - time.time()) * 1e9)
     scenario_bounds: dict[str, tuple[float, float]] = {}
+    watch = None
+    if abort_check is not None:
+        watch = AbortWatch(abort_check, PhaseSnapshot(recorder, executors), executors, t0)
+        watch.start()
+
+    # a scenario's load begins at time zero, not when its coroutine starts waiting for it (xdist
+    # workers wait up to a few hundred ms for a shared start_at): the summary's rates use this
+    t0_wall = time.time() + (t0 - monotonic_ns()) / 1e9
 
     async def one(executor) -> None:
-        began = time.time()
+        began = max(time.time(), t0_wall)
         try:
             await executor.run(t0)
         finally:
@@ -113,6 +131,8 @@ async def run_phase_async(
     try:
         await asyncio.gather(*(one(e) for e in executors))
     finally:
+        if watch is not None:
+            await watch.close()
         health = monitor.stop()
         wall_end = time.time()
         client.close()
@@ -121,10 +141,8 @@ async def run_phase_async(
     for executor in executors:
         rt = executor.runtime
         rec = rt.recorder
-        rec.count("iterations", rt.completed)
-        rec.count("dropped_iterations", executor.meta()["dropped_iterations"])
-        rec.count("late_starts", rt.late)
-        rec.count("interrupted_iterations", rt.interrupted)
+        for name, n in iteration_counts(executor).items():
+            rec.count(name, n)
         rec.flush()
         began, ended = scenario_bounds.get(rt.name, (wall_start, wall_end))
         scenarios[rt.name] = {**executor.meta(), **rt.meta(), "started_at": began, "ended_at": ended}
@@ -136,5 +154,7 @@ async def run_phase_async(
         "late_start_tolerance_ms": LATE_START_TOLERANCE_NS / 1e6,
         "scenarios": scenarios,
         "health": health.to_dict(),
+        "aborted": watch.reason if watch is not None else None,
+        "abort_watch": watch.meta() if watch is not None else None,
     }
-    return PhaseOutcome(recorder.result(meta), health)
+    return PhaseOutcome(recorder.result(meta), health, watch.reason if watch is not None else None)

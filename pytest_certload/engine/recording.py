@@ -2,16 +2,18 @@
 
 Tag sets are built once per distinct (request tags, status, error) and the series arrays behind
 them are kept, so recording a request is a dict lookup plus six ``array.append`` calls. Counters
-are kept as ints here and written to the Recorder once, when the phase ends (``flush``).
+are kept as ints here and written to the Recorder once, when the phase ends (``flush``); ``pending``
+reads them mid-phase without touching that path.
 """
 
 from __future__ import annotations
 
 from array import array
 from collections import Counter
+from collections.abc import Mapping
 
 from pytest_certload.engine.http import Response
-from pytest_certload.stats import Recorder, TagSet, tagset
+from pytest_certload.stats import Recorder, SeriesKey, TagSet, tagset
 
 REQUEST_TRENDS = (
     "http_req_duration",
@@ -91,6 +93,29 @@ class ScenarioRecorder:
     def rate(self, name: str, hit: bool, tags: dict[str, str] | None = None) -> None:
         full = tagset({**self._base, **tags}) if tags else tagset(self._base)
         self._recorder.add_rate(name, full, hit)
+
+    def pending(
+        self, extra: Mapping[str, float] | None = None
+    ) -> tuple[dict[SeriesKey, float], dict[SeriesKey, tuple[int, int]]]:
+        """What ``flush`` would write now, as (counters, rates), without resetting anything.
+
+        For mid-phase snapshots (abortOnFail). ``extra`` adds per-scenario counts kept elsewhere
+        (iterations, dropped_iterations, ...) under the scenario's tags, as the phase end does.
+        """
+        counters: dict[SeriesKey, float] = {}
+        rates: dict[SeriesKey, tuple[int, int]] = {}
+        for series in self._series.values():
+            if series.count:
+                counters[("http_reqs", series.tags)] = series.count
+                trues, total = series.failed
+                rates[("http_req_failed", series.tags)] = (trues, total)
+        for key, n in self._counters.items():
+            counters[key] = counters.get(key, 0) + n
+        if extra:
+            base = tagset(self._base)
+            for name, n in extra.items():
+                counters[(name, base)] = counters.get((name, base), 0) + n
+        return counters, rates
 
     def flush(self) -> None:
         """Write counts and rates into the Recorder (once, at phase end)."""

@@ -79,11 +79,20 @@ class ExecutorSpec:
         return self.duration
 
     def with_share(self, index: int, count: int) -> ExecutorSpec:
-        """The same spec restricted to worker ``index`` of ``count``."""
+        """The same spec restricted to worker ``index`` of ``count``.
+
+        An arrival-rate share also gets its part of ``pre_allocated_vus`` and ``max_vus`` (split as
+        evenly as possible, at least one VU each), so the shares together hold what one process
+        would; constant-vus splits ``vus`` in its executor.
+        """
         _check_share(index, count)
         from dataclasses import replace
 
-        return replace(self, share_index=index, share_count=count)
+        if not self.open_model or count == self.share_count:
+            return replace(self, share_index=index, share_count=count)
+        pre = max(1, split_evenly(self.pre_allocated_vus, index, count))
+        most = max(pre, split_evenly(self.max_vus, index, count))
+        return replace(self, share_index=index, share_count=count, pre_allocated_vus=pre, max_vus=most)
 
     @classmethod
     def from_options(cls, options: Mapping[str, object]) -> ExecutorSpec:
@@ -146,6 +155,11 @@ class ExecutorSpec:
             max_vus=max_vus,
             **common,
         )
+
+
+def split_evenly(total: int, index: int, count: int) -> int:
+    """Share ``index`` of ``total`` split into ``count`` parts that differ by at most one."""
+    return total // count + (1 if index < total % count else 0)
 
 
 def _require(opts: Mapping[str, object], executor: str, *names: str) -> None:

@@ -287,3 +287,149 @@ def test_the_scheduler_keeps_the_schedule_without_timerfd(server, tls, monkeypat
     lag = outcome.result.select_trend("iteration_start_lag") / 1e6
     assert lag.min() >= 0  # never early
     assert float(np.percentile(lag, 50)) < 2.0  # whole-ms timers, rounded up
+
+
+def test_an_abort_check_stops_the_phase_early_with_its_reason(server, tls):
+    """k6's abortOnFail: about once a second the check sees everything so far, including the counts
+    the recorder only flushes at the end; a reason stops the phase as at the end of its duration."""
+    seen: list[tuple[float, float, tuple[int, int], float, float, int]] = []
+
+    async def failing(ctx):
+        await ctx.request("GET", server + "/status/500")
+        ctx.counter("custom_hits")
+
+    def check(snapshot, elapsed_s):
+        failed = snapshot.select_rate("http_req_failed")
+        seen.append(
+            (
+                elapsed_s,
+                snapshot.select_counter("http_reqs", {"scenario": "s"}),
+                failed,
+                snapshot.select_counter("custom_hits"),
+                snapshot.select_counter("iterations"),
+                snapshot.select_trend("http_req_duration").size,
+            )
+        )
+        return f"{failed[0]} of {failed[1]} requests failed" if elapsed_s >= 2 else None
+
+    t0 = time.monotonic()
+    outcome = run_phase(
+        [
+            ScenarioRun(
+                "s",
+                spec(
+                    executor="constant-arrival-rate",
+                    rate=20,
+                    duration="30s",
+                    pre_allocated_vus=2,
+                    graceful_stop="1s",
+                ),
+                failing,
+            )
+        ],
+        ssl_context=tls.client_context(),
+        abort_check=check,
+    )
+    took = time.monotonic() - t0
+    assert 2.0 <= took < 5.0  # stopped after the second check, not after 30 s
+    assert len(seen) == 2 and outcome.meta["abort_watch"]["checks"] == 2
+    elapsed, reqs, (trues, total), hits, iterations, samples = seen[0]
+    assert 0.95 <= elapsed < 1.6
+    assert 15 <= reqs <= 25  # ~20 arrivals in the first second, none of them flushed yet
+    assert trues == total == hits == iterations == samples == reqs
+    assert seen[1][1] > reqs
+    assert outcome.aborted == outcome.meta["aborted"] == "{} of {} requests failed".format(*seen[1][2])
+    r = outcome.result
+    final = r.select_counter("http_reqs")
+    assert seen[1][1] <= final < 70  # counted once each: snapshots never flushed anything
+    assert final == r.select_trend("http_req_duration").size == r.select_rate("http_req_failed")[1]
+    assert outcome.meta["scenarios"]["s"]["scheduled_arrivals"] < 70  # the schedule stopped (600 planned)
+
+
+def test_an_abort_stops_constant_vus_within_the_graceful_stop(server, tls):
+    async def stuck(ctx):
+        await ctx.request("GET", server + "/fast")
+        await ctx.sleep(0.05 if ctx.iteration < 10 else 30)  # from the 11th on, both VUs hang
+
+    t0 = time.monotonic()
+    outcome = run_phase(
+        [
+            ScenarioRun(
+                "s", spec(executor="constant-vus", vus=2, duration="30s", graceful_stop="300ms"), stuck
+            )
+        ],
+        ssl_context=tls.client_context(),
+        abort_check=lambda snapshot, _: "stop" if snapshot.select_counter("http_reqs") >= 10 else None,
+    )
+    took = time.monotonic() - t0
+    assert 1.2 <= took < 2.8  # first check at 1 s + 0.3 s graceful stop
+    assert outcome.aborted == "stop"
+    r = outcome.result
+    assert r.select_counter("iterations") == 10
+    assert r.select_counter("interrupted_iterations") == 2
+
+
+def test_a_failing_abort_check_warns_and_the_phase_runs_its_course(server, tls):
+    def broken(snapshot, elapsed_s):
+        raise ZeroDivisionError("no requests yet")
+
+    async def light(ctx):
+        await ctx.request("GET", server + "/fast")
+
+    with pytest.warns(RuntimeWarning, match="abort check failed.*ZeroDivisionError"):
+        outcome = run_phase(
+            [
+                ScenarioRun(
+                    "s",
+                    spec(executor="constant-arrival-rate", rate=10, duration="1500ms", pre_allocated_vus=2),
+                    light,
+                )
+            ],
+            ssl_context=tls.client_context(),
+            abort_check=broken,
+        )
+    assert outcome.aborted is None
+    assert outcome.meta["scenarios"]["s"]["started_iterations"] == 15
+    assert outcome.meta["abort_watch"]["error"] == "ZeroDivisionError: no requests yet"
+
+
+def test_snapshots_include_pending_counts_and_never_flush_them():
+    """PhaseSnapshot reads ScenarioRecorder's pending counts without resetting them, and its trend
+    views stay fixed while recording goes on (the hot path's arrays stay appendable)."""
+    from types import SimpleNamespace
+
+    from pytest_certload.engine.abort import PhaseSnapshot
+    from pytest_certload.engine.http import Response
+    from pytest_certload.engine.recording import ScenarioRecorder
+    from pytest_certload.stats import Recorder
+
+    recorder = Recorder()
+    scenario = ScenarioRecorder(recorder, "s")
+    failed = Response()
+    failed.status = 503
+    runtime = SimpleNamespace(recorder=scenario, completed=3, late=1, interrupted=0)
+    executor = SimpleNamespace(runtime=runtime, meta=lambda: {"dropped_iterations": 4})
+    for i in range(3):
+        scenario.request(failed, 5 + i, 4, {"step": "a"}, True)
+    scenario.count("custom", 2)
+    snapshots = PhaseSnapshot(recorder, [executor])
+
+    first = snapshots.take()
+    assert first.select_counter("http_reqs", {"step": "a", "status": "503"}) == 3
+    assert first.select_rate("http_req_failed", {"scenario": "s"}) == (3, 3)
+    assert first.select_counter("custom") == 2
+    counts = {n: first.select_counter(n) for n in ("iterations", "dropped_iterations", "late_starts")}
+    assert counts == {"iterations": 3, "dropped_iterations": 4, "late_starts": 1}
+    assert recorder.counters == {} and recorder.rates == {}  # nothing was flushed
+
+    for i in range(3000):  # past the mirrors' first capacity: they grow, earlier views keep theirs
+        scenario.request(failed, 100 + i, 4, {"step": "a"}, False)
+    second = snapshots.take()
+    assert first.select_trend("http_req_duration").tolist() == [5, 6, 7]
+    durations = second.select_trend("http_req_duration")
+    assert durations.size == 3003 and durations[-1] == 3099 and not durations.flags.writeable
+    assert second.select_rate("http_req_failed") == (3, 3003)
+
+    scenario.flush()  # the phase end still writes every count exactly once
+    assert recorder.result().select_counter("http_reqs") == 3003
+    assert recorder.result().select_counter("custom") == 2

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pytest_certload.engine.executors.arrival import ArrivalRateExecutor
-from pytest_certload.engine.executors.base import Executor, graceful_stop
+from pytest_certload.engine.executors.base import Executor, graceful_stop, iteration_counts
 from pytest_certload.engine.executors.constant_vus import ConstantVusExecutor
 from pytest_certload.engine.scenario import ScenarioRuntime
 
@@ -24,5 +24,6 @@ __all__ = [
     "ConstantVusExecutor",
     "Executor",
     "graceful_stop",
+    "iteration_counts",
     "make_executor",
 ]

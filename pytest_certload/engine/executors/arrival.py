@@ -52,6 +52,7 @@ class ArrivalRateExecutor:
         self._waker: TimerFdWaker | None = None
         self._last_tick_ns = 0
         self._t0 = 0
+        self._stopped = False
         self.scheduled = 0
         self.dropped = 0
         self.max_inflight = 0
@@ -61,7 +62,7 @@ class ArrivalRateExecutor:
         loop = self._loop = asyncio.get_running_loop()
         self._done = loop.create_future()
         self._t0 = t0_ns
-        self._next = next(self._arrivals, None)
+        self._next = None if self._stopped else next(self._arrivals, None)
         self._waker = make_waker(loop, self._tick) if PRECISE_WAKEUPS else None
         self._arm()
         try:
@@ -74,6 +75,16 @@ class ArrivalRateExecutor:
             if self._waker is not None:
                 self._waker.close()
         await graceful_stop(self._inflight, self.runtime.spec.graceful_stop)
+
+    def stop(self) -> None:
+        """No more arrivals (abortOnFail); ``run`` then gives in-flight ones the graceful stop."""
+        self._stopped = True
+        self._next = None
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        if self._done is not None and not self._done.done():
+            self._done.set_result(None)
 
     def _arm(self) -> None:
         if self._handle is not None:

@@ -19,6 +19,21 @@ class Executor(Protocol):
     def meta(self) -> dict:
         """Executor facts for the result meta (target/achieved rate, VUs, drops)."""
 
+    def stop(self) -> None:
+        """Start no more iterations now (abortOnFail), as at the end of the duration: ``run``
+        returns after the in-flight ones got their graceful-stop window."""
+
+
+def iteration_counts(executor: Executor) -> dict[str, int]:
+    """The per-scenario counters the phase writes at its end (and mid-phase snapshots read)."""
+    rt = executor.runtime
+    return {
+        "iterations": rt.completed,
+        "dropped_iterations": executor.meta()["dropped_iterations"],
+        "late_starts": rt.late,
+        "interrupted_iterations": rt.interrupted,
+    }
+
 
 async def graceful_stop(tasks: set[asyncio.Task], seconds: float) -> int:
     """Give in-flight iterations ``seconds`` to finish (k6's gracefulStop), then cancel the rest.

@@ -24,27 +24,39 @@ class ConstantVusExecutor:
         self._limit = spec.max_iterations
         self._share_index, self._share_count = spec.share_index, spec.share_count
         self._end_ns = 0
+        self._stopped = False
+        self._stop_requested: asyncio.Future | None = None
 
     async def run(self, t0_ns: int) -> None:
         spec = self.runtime.spec
+        stop = self._stop_requested = asyncio.get_running_loop().create_future()
         start = t0_ns + round(spec.start_offset * 1e9)
         self._end_ns = start + round(spec.duration * 1e9)
         delay = start - monotonic_ns()
-        if delay > 0:
-            await asyncio.sleep(delay / 1e9)
+        if delay > 0 and not self._stopped:
+            await asyncio.wait({stop}, timeout=delay / 1e9)
+        if self._stopped:
+            return
         tasks = {
             asyncio.create_task(self._vu(spec.share_index + i * spec.share_count + 1))
             for i in range(self.vus)
         }
         remaining = (self._end_ns - monotonic_ns()) / 1e9
         if remaining > 0:
-            await asyncio.wait(tasks, timeout=remaining)
+            vus_done = asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.wait({vus_done, stop}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
         await graceful_stop(tasks, spec.graceful_stop)
+
+    def stop(self) -> None:
+        """No more iterations (abortOnFail); ``run`` then gives in-flight ones the graceful stop."""
+        self._stopped = True
+        self._end_ns = 0  # each VU checks it before starting its next iteration
+        if self._stop_requested is not None and not self._stop_requested.done():
+            self._stop_requested.set_result(None)
 
     async def _vu(self, vu: int) -> None:
         rt = self.runtime
-        end = self._end_ns
-        while monotonic_ns() < end and self._next_iteration < self._limit:
+        while monotonic_ns() < self._end_ns and self._next_iteration < self._limit:
             # scenario-wide numbers, unique across xdist shares (worker i of n: i, i+n, i+2n, ...)
             number = self._next_iteration * self._share_count + self._share_index
             self._next_iteration += 1

@@ -1,0 +1,58 @@
+"""The API rate limiter as a measured scenario: offered 100 req/s against certctl's 50/s, burst 100."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from pytest_certload.engine import make_ssl_context
+from pytest_certload.scenarios import ratelimit
+from pytest_certload.stack.session import StackSession
+
+OFFERED = 100  # req/s, twice the limiter's refill rate
+
+
+@pytest.fixture
+def rate_limited_stack(certload_stack, certload_stack_options, request):
+    """The session stack when its limiter is on; otherwise a second stack of the same kind with it on."""
+    if certload_stack.rate_limit_enabled:
+        return certload_stack
+    if not certload_stack.owned:
+        pytest.skip(
+            "external deployment with an unknown limiter setting: run with --certload-rate-limit=on "
+            "against a stack the plugin starts"
+        )
+    session = StackSession(dataclasses.replace(certload_stack_options, rate_limit=True))
+    request.addfinalizer(session.stop)
+    return session.start()
+
+
+@pytest.mark.api
+@pytest.mark.certload(
+    executor="constant-arrival-rate",
+    rate=OFFERED,
+    time_unit="1s",
+    duration="30s",
+    pre_allocated_vus=20,
+    max_vus=100,
+    thresholds={
+        "http_req_failed{scenario:rate_limiter}": ["rate<0.01"],
+        "http_req_duration{scenario:rate_limiter,status:429}": ["p(95)<500"],
+    },
+)
+def test_rate_limiter(certload, rate_limited_stack):
+    tls = make_ssl_context(rate_limited_stack.ca_bundle)  # a second stack has its own session CA
+    result = certload.run(ratelimit.limited_list(rate_limited_stack), name="rate_limiter", ssl_context=tls)
+    result.assert_thresholds()
+    phase = result.result
+    total = phase.select_counter("http_reqs")
+    refused = phase.select_counter("http_reqs", {"status": "429"})
+    expected = ratelimit.expected_rejections(OFFERED, total / OFFERED)
+    # tolerance: 5 % of the requests plus a handful, for refill timing at the phase edges
+    assert abs(refused - expected) <= 0.05 * total + 5, (
+        f"limiter refused {refused:.0f} of {total:.0f} requests; a 50/s burst-100 bucket refuses "
+        f"{expected:.0f} at {OFFERED}/s"
+    )
+    generic = phase.select_counter("rate_limited", {"shape": "generic"})
+    assert generic == refused, "every 429 must be certctl's plain-text limiter answer with Retry-After: 1"
