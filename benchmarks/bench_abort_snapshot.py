@@ -8,7 +8,9 @@ start lag per request: 7 samples per request) with ``--requests`` requests, then
   worker thread), first for everything at once, then per ``--rate`` more requests (one second of
   load) for ``--steps`` seconds, during which the mirrors grow once;
 - the cost of the threshold check itself on that snapshot (p(95) of http_req_duration and the
-  http_req_failed rate, both abortOnFail, never breached);
+  http_req_failed rate, both abortOnFail, never breached), and how long the main thread waits
+  for the GIL while another thread computes such a percentile (what the loop pays for a check
+  running in a worker thread);
 - event-loop lag (the engine's HealthMonitor, 10 ms ticks) during ``--seconds`` of a loop that keeps
   recording ``--rate`` requests/s: with no check (baseline); while the engine's AbortWatch runs
   (its snapshot primed, as a watch that followed the phase from its start); and the naive way
@@ -27,9 +29,12 @@ import json
 import os
 import platform
 import statistics
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
+
+import numpy as np
 
 from pytest_certload.engine.abort import AbortWatch, PhaseSnapshot
 from pytest_certload.engine.health import HealthMonitor
@@ -167,6 +172,38 @@ async def lag_under_load(requests: int, rate: int, seconds: float, way: str) -> 
     return out
 
 
+def gil_hold(samples: int, seconds: float = 1.0) -> dict:
+    """How long the main thread waits for the GIL while a thread repeats one percentile over
+    ``samples`` values (the core of a p(95) threshold): numpy's partition holds the GIL."""
+    values = np.random.default_rng(1).integers(1_000_000, 5_000_000, samples).astype(np.float64)
+    stop = threading.Event()
+
+    def worker() -> None:
+        while not stop.is_set():
+            np.percentile(values, 95)
+
+    waits = []
+    thread = threading.Thread(target=worker)
+    thread.start()
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        t = time.perf_counter_ns()
+        time.sleep(0.0002)
+        waits.append(time.perf_counter_ns() - t - 200_000)
+    stop.set()
+    thread.join()
+    t = time.perf_counter_ns()
+    np.percentile(values, 95)
+    one = time.perf_counter_ns() - t
+    waits.sort()
+    return {
+        "samples": samples,
+        "percentile_ms": ms(one),
+        "main_thread_wait_p99_ms": ms(waits[int(len(waits) * 0.99)]),
+        "main_thread_wait_max_ms": ms(waits[-1]),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=300_000)
@@ -175,7 +212,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100, help="seconds of load after the prefill")
     args = parser.parse_args()
     factory = event_loop_factory(True)
-    results = {"static": static_costs(args.requests, args.rate, args.steps), "under_load": []}
+    results = {
+        "static": static_costs(args.requests, args.rate, args.steps),
+        "gil_hold": gil_hold(args.requests),
+        "under_load": [],
+    }
     for way in WAYS:
         with asyncio.Runner(loop_factory=factory) as runner:
             run = lag_under_load(args.requests, args.rate, args.seconds, way)

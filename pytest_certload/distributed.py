@@ -406,6 +406,8 @@ def merge_reports(when: str, parts: Sequence[tuple[str, Any]], records: Sequence
     chosen_w, chosen = (saturated or failed or [p for p in parts if p[1].passed] or parts)[0]
     report = copy.copy(chosen)
     report.sections = list(chosen.sections)
+    # a crashed worker's report (made by the controller) has no line number: name the test as others do
+    report.location = next((r.location for _, r in parts if r.location[1] is not None), report.location)
     report.duration = max(r.duration for _, r in parts)
     report.certload_records = None
     report.certload_split_workers = [w for w, _ in parts]
@@ -446,7 +448,13 @@ class ReportMerger:
         self.nodes: dict[str, Any] = {}
         self.original = {
             name: getattr(dsession, name)
-            for name in ("worker_testreport", "worker_logstart", "worker_logfinish", "worker_errordown")
+            for name in (
+                "worker_testreport",
+                "worker_logstart",
+                "worker_logfinish",
+                "worker_errordown",
+                "handle_crashitem",
+            )
         }
         for name in self.original:
             setattr(dsession, name, getattr(self, name))
@@ -481,6 +489,24 @@ class ReportMerger:
         self.coordinator.worker_died(node.gateway.id)
         self._flush_ready({})
 
+    def handle_crashitem(self, nodeid: str, worker: Any) -> None:
+        """A worker died inside a load test: its failure joins the test's one merged report."""
+        if not self._split(nodeid):
+            self.original["handle_crashitem"](nodeid, worker)
+            return
+        fspath = nodeid.split("::")[0]
+        wid = worker.gateway.id
+        report = pytest.TestReport(
+            nodeid=nodeid,
+            location=(fspath, None, fspath),
+            keywords={},
+            outcome="failed",
+            longrepr=f"worker {wid!r} crashed while running {nodeid!r}",
+            when="call",
+        )
+        self.nodes[wid] = worker
+        self.held.setdefault(nodeid, {}).setdefault(wid, []).append(report)
+
     def _flush_ready(self, locations: Mapping[str, Any]) -> None:
         for nodeid in list(self.held):
             if self.coordinator.expected(nodeid):
@@ -494,7 +520,15 @@ class ReportMerger:
             for w, reps in by_worker.items()
         }
         records = merge_worker_records(serialised)
-        dead = sorted(set(self.coordinator.dead) & set(self.coordinator.participants) - set(by_worker))
+        # a worker that died inside this test (no teardown report): its share of the phase is missing
+        dead = sorted(
+            (
+                w
+                for w, reps in by_worker.items()
+                if w in self.coordinator.dead and reps[-1].when != "teardown"
+            ),
+            key=_worker_order,
+        )
         node = None
         for when in ("setup", "call", "teardown"):
             parts = [(w, r) for w, reps in by_worker.items() for r in reps if r.when == when]

@@ -258,6 +258,31 @@ def _health_bounds(config: pytest.Config) -> dict[str, float]:
     return bounds
 
 
+def lag_bound_for(thresholds: ThresholdSet, bounds: dict[str, float]) -> dict[str, float]:
+    """The saturation bounds for one phase: the ini's, else a lag bound scaled to the thresholds.
+
+    Event-loop lag adds at most its own size to a measured latency, so a verdict against a limit L
+    cannot move by more than the generator's lag. The phase is judged sound while lag p99 stays
+    under 10 % of its tightest latency threshold (never under the engine's 10 ms floor): a 300 ms
+    ACME limit tolerates 30 ms of generator lag, a 5 ms limit still only 10 ms.
+    """
+    if "max_lag_p99_ms" in bounds:
+        return bounds
+    from pytest_certload.engine.health import MAX_LAG_P99_MS
+
+    limits = [
+        t.limit
+        for t in thresholds
+        if t.aggregation not in ("rate", "count")
+        and t.op in ("<", "<=")
+        and t.limit > 0
+        and t.metric_type in (None, "trend")
+    ]
+    if not limits:
+        return bounds
+    return {**bounds, "max_lag_p99_ms": max(MAX_LAG_P99_MS, 0.1 * min(limits))}
+
+
 # --- hooks ------------------------------------------------------------------------------------------
 
 
@@ -619,7 +644,7 @@ class Certload:
         outcome = run_phase(
             runs,
             ssl_context=ctx,
-            **self._config.stash[HEALTH_BOUNDS],
+            **lag_bound_for(every, self._config.stash[HEALTH_BOUNDS]),
             **_abort_kwargs(run_phase, every),
             **({"start_at": share.start_at} if share is not None else {}),
         )

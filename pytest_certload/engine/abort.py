@@ -10,10 +10,12 @@ Counts the engine keeps outside the Recorder until the phase ends (``http_reqs``
 ``http_req_failed``, custom counters, ``iterations``, ...) come from ``ScenarioRecorder.pending``,
 never flushed.
 
-The check itself (percentiles over the whole phase) runs in that thread too; numpy releases the
-GIL for the heavy part, so the loop keeps its timers. When the check names a reason, every
-executor is stopped as at the end of its duration: no new iterations, in-flight ones get their
-graceful-stop window.
+The check itself runs in that thread too. That keeps its Python work off the loop, but not all of
+its cost: numpy's partition (percentiles) and concatenate hold the GIL for their whole call, so the
+loop may wait for the longest single call, measured here at ~3 ms for a percentile over 300k
+samples of one trend. Rate and counter thresholds cost microseconds. When the check names a
+reason, every executor is stopped as at the end of its duration: no new iterations, in-flight
+ones get their graceful-stop window.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ the shares against ground truth rather than against the plugin's own bookkeeping
 from __future__ import annotations
 
 import json
+import os
 import random
 import sys
 import textwrap
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import pytest_certload
 from pytest_certload.distributed import META_KEY, merge_worker_records
 from pytest_certload.report.records import PhaseRecord, ScenarioInfo
 from pytest_certload.report.summary import build_summary
@@ -27,6 +29,16 @@ from pytest_certload.thresholds import evaluate, parse_thresholds
 
 pytest_plugins = ["pytester"]
 
+# the code under test: inner pytest sessions (subprocesses, socket workers) import it, not whatever
+# copy of the package happens to be installed
+REPO = Path(pytest_certload.__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _inner_sessions_use_this_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+
+
 CALIBRATION_DIR = Path(__file__).resolve().parent
 
 # The server (a subprocess) plus a controller-side dump of the merged records, so the outer test can
@@ -34,6 +46,7 @@ CALIBRATION_DIR = Path(__file__).resolve().parent
 CONFTEST = textwrap.dedent(
     f"""
     import json, os, sys, time
+    from pathlib import Path
 
     import pytest
 
@@ -42,6 +55,7 @@ CONFTEST = textwrap.dedent(
 
 
     SERVER = []
+    URL_FILE = Path(__file__).resolve().parent / "calibration-url.txt"
 
 
     def pytest_sessionstart(session):
@@ -51,6 +65,7 @@ CONFTEST = textwrap.dedent(
             proc, url = start_server(session.config._tmp_path_factory.mktemp("calibration"))
             SERVER.append(proc)
             os.environ["CALIBRATION_URL"] = url
+            URL_FILE.write_text(url)  # for workers that do not inherit our environment (--tx socket=)
 
 
     def pytest_unconfigure(config):
@@ -60,7 +75,7 @@ CONFTEST = textwrap.dedent(
 
     @pytest.fixture(scope="session")
     def server():
-        return os.environ["CALIBRATION_URL"]
+        return os.environ.get("CALIBRATION_URL") or URL_FILE.read_text()
 
 
     @pytest.fixture
@@ -256,6 +271,41 @@ def test_one_failing_worker_fails_the_merged_report_with_its_message(project):
     )
 
 
+def test_a_worker_that_dies_fails_its_test_once_and_the_next_phase_runs_without_it(project):
+    project.makepyfile(
+        test_crash="""
+        import os
+        import pytest
+
+        MARK = pytest.mark.certload(executor="constant-arrival-rate", rate=20, duration="0.5s",
+                                    pre_allocated_vus=2, thresholds={"http_reqs": ["count==10"]})
+
+        @MARK
+        def test_a_crash(certload, server):
+            async def iteration(ctx):
+                await ctx.request("GET", server + "/fast")
+            result = certload.run(iteration)
+            if os.environ["PYTEST_XDIST_WORKER"] == "gw1":
+                os._exit(3)
+            result.assert_thresholds()
+
+        @MARK
+        def test_b_after(certload, server, log):
+            async def iteration(ctx):
+                log(k=ctx.iteration)
+                await ctx.request("GET", server + "/fast")
+            certload.run(iteration).assert_thresholds()
+        """
+    )
+    result = project.runpytest_subprocess("-n", "2")
+    result.assert_outcomes(passed=1, failed=1)  # one report for the crashed test, not xdist's + ours
+    result.stdout.fnmatch_lines(
+        ["*_ test_a_crash _*", "*worker 'gw1' crashed while running*", "*worker(s) gw1 died during the run*"]
+    )
+    after = [e for e in seen(project) if e["test"] == "test_b_after"]
+    assert {e["worker"] for e in after} == {"gw0"} and sorted(e["k"] for e in after) == list(range(10))
+
+
 def test_one_saturated_worker_makes_the_scenario_an_error_naming_it(project):
     project.makepyfile(
         test_sat="""
@@ -408,3 +458,36 @@ def test_explicit_tx_popen_specs_split_too(project):
     result.assert_outcomes(passed=6, failed=1)
     arrivals = [e for e in seen(project) if e["test"] == "test_arrivals"]
     assert {e["worker"] for e in arrivals} == {"gw0", "gw1"} and len(arrivals) == 40
+
+
+def test_tx_socket_generators_split_too(project, tmp_path):
+    """Two ``--tx socket=HOST:PORT`` generators (execnet socket servers; here both on loopback, in
+    the project directory, as a remote host would be with the project checked out there)."""
+    import socket as socketlib
+
+    from pytest_certload.stack.ports import free_port
+    from pytest_certload.stack.process import ManagedProcess
+
+    project.makepyfile(test_split=SPLIT_SUITE)
+    servers, specs = [], []
+    try:
+        for i in range(2):
+            port = free_port()
+            argv = [sys.executable, "-m", "execnet.script.socketserver", f"127.0.0.1:{port}"]
+            proc = ManagedProcess(f"execnet-{i}", argv, tmp_path / f"execnet-{i}.log", cwd=project.path)
+            servers.append(proc.start())
+
+            def listening(port: int = port) -> bool:
+                with socketlib.create_connection(("127.0.0.1", port), timeout=0.5):
+                    return True
+
+            proc.wait_ready(listening, timeout=15, what="listening")
+            specs += ["--tx", f"socket=127.0.0.1:{port}//id=gw{i}//chdir={project.path}"]
+        result = project.runpytest_subprocess(*specs, "--dist", "load", "--certload-summary=s.json")
+    finally:
+        for proc in servers:
+            proc.stop()
+    result.assert_outcomes(passed=6, failed=1)
+    arrivals = [e for e in seen(project) if e["test"] == "test_arrivals"]
+    assert {e["worker"] for e in arrivals} == {"gw0", "gw1"} and len(arrivals) == 40
+    assert summary(project)["scenarios"]["test_arrivals"]["requests"] == 40
