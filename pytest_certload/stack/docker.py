@@ -47,7 +47,7 @@ from pytest_certload.stack.certctl import (
     standin_argv,
     standin_env,
 )
-from pytest_certload.stack.model import Secret, Stack, Target
+from pytest_certload.stack.model import Secret, Stack, Target, loopback_target
 from pytest_certload.stack.options import StackOptions
 from pytest_certload.stack.ports import distinct_free_ports
 from pytest_certload.stack.postgres import TEST_SETTINGS, dsn_for
@@ -328,12 +328,7 @@ class DockerProvider:
                 "command": " ".join(tcomp.command),
                 "ready_s": ready.result(),
             }
-            targets[name] = Target(
-                name,
-                f"https://{HOST}:{port}",
-                "/healthz" if name == "f5" else "/",
-                self.tls.fingerprint_sha256,
-            )
+            targets[name] = loopback_target(name, port, self.tls.fingerprint_sha256, HOST)
         return Stack(
             kind="docker",
             certctl_url=url,

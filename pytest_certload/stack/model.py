@@ -31,6 +31,11 @@ class Target:
     fingerprint_sha256: str | None = None  # of the leaf it must present; None when unknown (external)
 
 
+def loopback_target(name: str, port: int, fingerprint_sha256: str, host: str = "127.0.0.1") -> Target:
+    """A sidecar the plugin started on loopback (the F5 mock answers its health on /healthz)."""
+    return Target(name, f"https://{host}:{port}", "/healthz" if name == "f5" else "/", fingerprint_sha256)
+
+
 @dataclass
 class Stack:
     """A running certctl stack.

@@ -26,7 +26,7 @@ from pytest_certload.stack.certctl import (
     standin_argv,
     standin_env,
 )
-from pytest_certload.stack.model import Secret, Stack, Target
+from pytest_certload.stack.model import Secret, Stack, Target, loopback_target
 from pytest_certload.stack.options import StackOptions
 from pytest_certload.stack.ports import distinct_free_ports
 from pytest_certload.stack.postgres import NativePostgres
@@ -123,12 +123,7 @@ class NativeProvider:
                 "ready_s": ready.result(),
                 "log": str(tproc.log_path),
             }
-            targets[name] = Target(
-                name,
-                f"https://{HOST}:{port}",
-                "/healthz" if name == "f5" else "/",
-                self.tls.fingerprint_sha256,
-            )
+            targets[name] = loopback_target(name, port, self.tls.fingerprint_sha256, HOST)
 
         return Stack(
             kind="native",
