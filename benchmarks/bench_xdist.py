@@ -155,6 +155,10 @@ def max_sustained(rows: list[dict]) -> int | None:
     return best
 
 
+def _n(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=2.0)
@@ -176,6 +180,7 @@ def main() -> None:
     finally:
         nginx.stop()
     summary = {n: max_sustained(rows) for n, rows in results.items()}
+    highest = {n: max((r["rate"] for r in rows if r["holds"]), default=None) for n, rows in results.items()}
     doc = {
         "benchmark": "bench_xdist",
         "how": "python benchmarks/bench_xdist.py " + " ".join(sys.argv[1:]),
@@ -183,7 +188,8 @@ def main() -> None:
         "target": f"Debian nginx ({nginx_bin}), 1 worker, plain HTTP keep-alive on 127.0.0.1",
         "seconds_per_rate": args.seconds,
         "bar": f"no drops, combined wall rate within 1 %, pooled scheduling lag p99 < {LAG_P99_BOUND_MS} ms",
-        "max_sustained_rate": summary,
+        "max_sustained_rate": summary,  # every rate up to it held (in some round)
+        "highest_rate_held": highest,  # the highest rate that held in some round
         "runs": results,
         "cpu_pressure_before": pressure_before,
         "cpu_pressure_after": cpu_pressure(),
@@ -192,8 +198,9 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=2))
     lines = table(results)
-    lines += ["", "| workers | max sustained rate/s (lag p99 < 1 ms) |", "|---|---|"]
-    lines += [f"| {n} | {'-' if v is None else f'{v:,}'} |" for n, v in summary.items()]
+    lines += ["", "| workers | max sustained rate/s (every rate up to it held) | highest rate held |"]
+    lines += ["|---|---|---|"]
+    lines += [f"| {n} | {_n(summary[n])} | {_n(highest[n])} |" for n in results]
     lines += ["", f"CPU pressure (PSI) before: {pressure_before}; after: {doc['cpu_pressure_after']}"]
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
