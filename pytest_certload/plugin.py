@@ -1,8 +1,9 @@
 """pytest glue for load phases: options, the ``certload`` marker and fixture, summary and table.
 
-The work happens elsewhere: :mod:`.thresholds` (grammar, verdicts), :mod:`.engine` (running a
-phase), :mod:`.stats` (results), :mod:`.report` (summary JSON, tables). This module only wires them
-into pytest's life cycle:
+The work happens elsewhere: :mod:`.scenario_options` (the marker's k6 options),
+:mod:`.thresholds` (grammar, verdicts), :mod:`.engine` (running a phase), :mod:`.stats` (results),
+:mod:`.report` (summary JSON, tables), :mod:`.distributed` (pytest-xdist). This module only wires
+them into pytest's life cycle:
 
 - collection: every ``@pytest.mark.certload(...)`` is parsed (executor options and thresholds);
   a bad value is a collection error naming the test and the fix, before anything starts;
@@ -30,13 +31,19 @@ from pytest_certload.report.records import PhaseRecord, PhaseResults, ScenarioIn
 from pytest_certload.report.summary import build_summary, scenario_seconds
 from pytest_certload.report.table import render_table, summary_lines
 from pytest_certload.report.writer import write_json_atomic
+from pytest_certload.scenario_options import (
+    EXECUTOR_KEYS,
+    ScenarioOptionError,
+    ScenarioOptions,
+    marker_options,
+    parse_scenario_options,
+    scenario_name,
+)
 from pytest_certload.thresholds import (
-    ThresholdError,
     ThresholdSet,
     abort_check,
     breach_message,
     evaluate,
-    parse_thresholds,
 )
 
 MARKERS = {
@@ -48,13 +55,6 @@ MARKERS = {
     "scale": "scale-tier load scenario (seeded fleets, bursts, storms)",
     "acme": "ACME load scenario",
 }
-#: marker keys that are not executor options
-_SCENARIO_KEYS = {"thresholds", "fleets", "tags"}
-_EXECUTOR_KEYS = {
-    "executor", "rate", "time_unit", "duration", "vus", "stages", "pre_allocated_vus", "max_vus",
-    "graceful_stop", "start_rate", "start_time", "start_offset", "max_iterations",
-    "timeUnit", "preAllocatedVUs", "maxVUs", "gracefulStop", "startRate", "startTime",
-}  # fmt: skip
 
 
 class GeneratorSaturated(Exception):
@@ -63,142 +63,6 @@ class GeneratorSaturated(Exception):
 
 class UnassertedThresholds(pytest.PytestWarning):
     """A phase breached thresholds and the test never looked at its verdicts."""
-
-
-class ScenarioOptionError(ValueError):
-    """A certload marker (or run_many entry) that cannot run; the message says what to change."""
-
-
-# --- marker options ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ScenarioOptions:
-    """A parsed ``certload`` marker: executor spec, thresholds, fleets, scenario tags."""
-
-    raw: Mapping[str, Any]  # executor options as written (after --certload-duration), JSON-safe
-    spec: Any | None  # engine ExecutorSpec; None when the marker gives no executor (run_many defaults)
-    thresholds: ThresholdSet = field(default_factory=ThresholdSet)
-    fleets: tuple[str, ...] = ()
-    tags: Mapping[str, str] = field(default_factory=dict)
-
-    @property
-    def target_rate_per_s(self) -> float | None:
-        spec = self.spec
-        if spec is None or not spec.open_model:
-            return None
-        if spec.executor == "ramping-arrival-rate":
-            return max([spec.start_rate, *(s.target for s in spec.stages)]) / spec.time_unit
-        return spec.rate / spec.time_unit
-
-    def describe_rate(self) -> str:
-        spec = self.spec
-        if spec is None:
-            return "-"
-        if spec.executor == "constant-vus":
-            return f"{spec.vus} vus"
-        unit = self.raw.get("time_unit", self.raw.get("timeUnit", "1s"))
-        if spec.executor == "ramping-arrival-rate":
-            return " -> ".join(f"{s.target:g}" for s in spec.stages) + f" / {unit}"
-        return f"{spec.rate:g} / {unit}"
-
-
-def _scale_duration(raw: dict[str, Any], seconds: float) -> dict[str, Any]:
-    """Apply --certload-duration: replace ``duration``; stretch or shrink ramping stages to fit."""
-    out = dict(raw)
-    if "stages" in out and isinstance(out["stages"], list | tuple):
-        from pytest_certload.engine.durations import parse_duration
-
-        lengths = [
-            parse_duration(s["duration"], f"stages[{i}].duration") for i, s in enumerate(out["stages"])
-        ]
-        total = sum(lengths)
-        out["stages"] = [
-            {**s, "duration": f"{seconds * length / total:g}s"}
-            for s, length in zip(out["stages"], lengths, strict=True)
-        ]
-    else:
-        out["duration"] = f"{seconds:g}s"
-    return out
-
-
-def parse_scenario_options(
-    options: Mapping[str, Any], duration_override_s: float | None = None, require_executor: bool = False
-) -> ScenarioOptions:
-    """Marker keyword arguments -> :class:`ScenarioOptions`; raises ScenarioOptionError."""
-    from pytest_certload.engine.durations import ExecutorOptionError
-    from pytest_certload.engine.spec import ExecutorSpec
-
-    unknown = set(options) - _EXECUTOR_KEYS - _SCENARIO_KEYS
-    if unknown:
-        raise ScenarioOptionError(
-            f"unknown certload option(s) {', '.join(sorted(unknown))}; use k6's scenario options "
-            f"({', '.join(sorted(k for k in _EXECUTOR_KEYS if '_' in k or k.islower()))}) "
-            "plus thresholds, fleets, tags"
-        )
-    raw = {k: v for k, v in options.items() if k in _EXECUTOR_KEYS}
-    try:
-        thresholds = parse_thresholds(options.get("thresholds"))
-    except ThresholdError as exc:
-        raise ScenarioOptionError(str(exc)) from None
-    fleets = options.get("fleets", ())
-    if (
-        isinstance(fleets, str)
-        or not isinstance(fleets, list | tuple)
-        or not all(isinstance(f, str) for f in fleets)
-    ):
-        raise ScenarioOptionError(
-            f"fleets must be a list of fleet names, e.g. fleets=['agents_5k'], got {fleets!r}"
-        )
-    tags = options.get("tags", {})
-    if not isinstance(tags, Mapping) or not all(isinstance(k, str) for k in tags):
-        raise ScenarioOptionError(
-            "tags must be a dict of tag name -> value, e.g. tags={'target_type': 'nginx'}"
-        )
-    if "scenario" in tags:
-        raise ScenarioOptionError(
-            "tags may not set 'scenario': it is the scenario's name (pass name= to run())"
-        )
-    if "executor" not in raw:
-        if require_executor:
-            raise ScenarioOptionError(
-                "no executor: give executor='constant-arrival-rate' (or 'ramping-arrival-rate', "
-                "'constant-vus') with its options"
-            )
-        return ScenarioOptions(raw, None, thresholds, tuple(fleets), {k: str(v) for k, v in tags.items()})
-    try:
-        if duration_override_s is not None:
-            raw = _scale_duration(raw, duration_override_s)
-        engine_options = {("start_offset" if k == "start_time" else k): v for k, v in raw.items()}
-        if "start_time" in raw and ("start_offset" in raw or "startTime" in raw):
-            raise ScenarioOptionError("give start_time once (not also start_offset / startTime)")
-        spec = ExecutorSpec.from_options(engine_options)
-    except (ExecutorOptionError, KeyError, TypeError) as exc:
-        raise ScenarioOptionError(str(exc)) from None
-    return ScenarioOptions(raw, spec, thresholds, tuple(fleets), {k: str(v) for k, v in tags.items()})
-
-
-def marker_options(item: pytest.Item) -> dict[str, Any] | None:
-    """Keyword arguments of every certload marker on ``item``; the closest marker wins per key."""
-    marks = list(item.iter_markers("certload"))
-    if not marks:
-        return None
-    merged: dict[str, Any] = {}
-    for mark in reversed(marks):  # farthest first, so the closest overrides
-        if mark.args:
-            raise ScenarioOptionError(
-                f"certload takes keyword arguments only (k6 option names), got {mark.args!r}"
-            )
-        merged.update(mark.kwargs)
-    return merged
-
-
-def scenario_name(item: pytest.Item) -> str:
-    """The test's function name, or its parameter id for a parametrized test."""
-    callspec = getattr(item, "callspec", None)
-    if callspec is not None and callspec.id:
-        return callspec.id
-    return getattr(item, "originalname", item.name)
 
 
 # --- session state ----------------------------------------------------------------------------------
@@ -583,7 +447,7 @@ class Certload:
         thresholds apply to the whole phase, as k6's top-level ``thresholds`` do.
         """
         base = marker_options(self._item) or {}
-        base_executor = {k: v for k, v in base.items() if k in _EXECUTOR_KEYS}
+        base_executor = {k: v for k, v in base.items() if k in EXECUTOR_KEYS}
         override = _duration_override(self._config)
         parsed = {}
         for scenario, entry in scenarios.items():
