@@ -489,6 +489,11 @@ class Certload:
     ) -> PhaseRecord:
         from pytest_certload.engine import ScenarioRun, run_phase
 
+        stack = self._stack()
+        if stack is not None:  # never load a deployment the plugin did not start, unless allowed
+            from pytest_certload.stack.plugin import require_owned_or_allowed
+
+            require_owned_or_allowed(stack, self._config)
         ctx = ssl_context if ssl_context is not None else self.ssl_context()
         scoped = {name: opts.thresholds.scoped(name) for name, (_, opts, _) in scenarios.items()}
         runs = [
