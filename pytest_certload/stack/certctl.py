@@ -15,11 +15,13 @@ name (iss-local, o-alice, t-platform, rp-standard), and then the server starts.
 from __future__ import annotations
 
 import secrets
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pytest_certload.stack.model import Secret
+from pytest_certload.stack.process import ComponentFailed, ManagedProcess, tail
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,8 @@ def certctl_env(
         "CERTCTL_SCHEDULER_RENEWAL_CHECK_INTERVAL": "24h",
         "CERTCTL_RATE_LIMIT_ENABLED": "true" if rate_limit else "false",
         "CERTCTL_LOG_LEVEL": "warn",
-        "CERTCTL_MAX_BODY_SIZE": "10485760",
+        # certctl does not gate its network-scan loop on this; no scan targets exist without the demo seed
+        "CERTCTL_NETWORK_SCAN_ENABLED": "false",
     }
     if migrations is not None:  # else the image's own ./migrations
         env["CERTCTL_DATABASE_MIGRATIONS_PATH"] = str(migrations)
@@ -108,6 +111,27 @@ def prepare_database(dsn: str) -> None:
 
     with psycopg.connect(dsn) as conn:
         ensure_demo_rows(conn)
+
+
+def migrate_and_prepare(binary: Path, env: dict[str, str], cwd: Path, log_path: Path, dsn: str) -> None:
+    """Run ``certctl --migrate-only`` and wait, then insert the demo rows (see the module docstring).
+
+    Raises ComponentFailed naming certctl, the command and the log tail when migrating fails.
+    """
+    migrate = ManagedProcess(
+        "certctl --migrate-only", [str(binary), MIGRATE_ONLY_ARG], log_path, env=env, cwd=cwd
+    ).start()
+    try:
+        assert migrate.popen is not None
+        code: int | None = migrate.popen.wait(MIGRATE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        code = None
+    finally:
+        migrate.stop()  # idempotent; kills it if the wait timed out
+    if code != 0:
+        reason = "did not finish migrating" if code is None else f"--migrate-only exited with code {code}"
+        raise ComponentFailed("certctl", migrate.command, reason, tail(log_path))
+    prepare_database(dsn)
 
 
 BASE_ENV_KEYS = ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "PYTHONPATH", "VIRTUAL_ENV")

@@ -8,7 +8,6 @@ under the session workdir, and is stopped by :meth:`NativeProvider.stop` (also r
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -18,11 +17,9 @@ from pathlib import Path
 from pytest_certload.sidecars import configs
 from pytest_certload.stack.certctl import (
     BASE_ENV_KEYS,
-    MIGRATE_ONLY_ARG,
-    MIGRATE_TIMEOUT_S,
     SessionSecrets,
     certctl_env,
-    prepare_database,
+    migrate_and_prepare,
     standin_argv,
     standin_env,
 )
@@ -31,7 +28,7 @@ from pytest_certload.stack.options import StackOptions
 from pytest_certload.stack.ports import distinct_free_ports
 from pytest_certload.stack.postgres import NativePostgres
 from pytest_certload.stack.probes import certctl_ready, certctl_version, is_ours, process_listens
-from pytest_certload.stack.process import ComponentFailed, ManagedProcess, tail
+from pytest_certload.stack.process import ManagedProcess
 from pytest_certload.stack.tls import TLSMaterial
 
 HOST = "127.0.0.1"
@@ -173,26 +170,9 @@ class NativeProvider:
                 secret=self.secret,
                 rate_limit=self.opts.rate_limit,
             )
-            migrate = ManagedProcess(
-                "certctl --migrate-only",
-                [str(self.opts.certctl_bin), MIGRATE_ONLY_ARG],
-                wd / "certctl-migrate.log",
-                env=env,
-                cwd=cwd,
-            ).start()
-            try:
-                assert migrate.popen is not None
-                code = migrate.popen.wait(MIGRATE_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                code = None
-            finally:
-                migrate.stop()
-            if code != 0:
-                reason = (
-                    "did not finish migrating" if code is None else f"--migrate-only exited with code {code}"
-                )
-                raise ComponentFailed("certctl", migrate.command, reason, tail(migrate.log_path))
-            prepare_database(self.postgres.dsn)
+            migrate_and_prepare(
+                self.opts.certctl_bin, env, cwd, wd / "certctl-migrate.log", self.postgres.dsn
+            )
             proc = ManagedProcess(
                 "certctl", [str(self.opts.certctl_bin)], wd / "certctl.log", env=env, cwd=cwd
             )

@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import secrets
 import ssl
-import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -29,11 +28,18 @@ import httpx
 import psycopg
 import pytest
 
+from pytest_certload.stack.certctl import (
+    BASE_ENV_KEYS,
+    SessionSecrets,
+    certctl_env,
+    migrate_and_prepare,
+    standin_argv,
+    standin_env,
+)
 from pytest_certload.stack.ports import free_port
 from pytest_certload.stack.postgres import NativePostgres, find_pg_bin
 from pytest_certload.stack.process import ManagedProcess
 from pytest_certload.stack.tls import TLSMaterial, make_tls_material
-from pytest_certload.standin.schema import ensure_demo_rows
 
 FLAVOURS = ("stand-in", "certctl")
 BOOT_TIMEOUT_S = 90.0
@@ -96,8 +102,9 @@ class Session:
         except BaseException:
             self.stack.close()
             raise
-        self.token = secrets.token_urlsafe(24)
-        self.bootstrap = secrets.token_urlsafe(24)
+        self.secret = SessionSecrets()
+        self.token = self.secret.api_token
+        self.bootstrap = self.secret.bootstrap_token
         self.commands: list[str] = []  # every command line started, for the secret-hygiene test
 
     def database(self, name: str) -> str:
@@ -123,57 +130,23 @@ class Session:
         port = free_port()
         tag = f"{flavour}-{port}"
         if flavour == "stand-in":
-            env = dict(os.environ)
-            env.update(
-                CERTLOAD_STANDIN_DSN=dsn,
-                CERTLOAD_STANDIN_TOKEN=self.token,
-                CERTLOAD_STANDIN_BOOTSTRAP_TOKEN=self.bootstrap,
-            )
-            argv = [
-                sys.executable, "-m", "pytest_certload.standin", "--host", "127.0.0.1",
-                "--port", str(port), "--cert", str(self.tls.server_cert), "--key", str(self.tls.server_key),
-                "--rate-limit", "on" if rate_limit else "off", *extra_args,
-            ]  # fmt: skip
+            env = dict(os.environ) | standin_env(dsn=dsn, secret=self.secret)
+            argv = standin_argv(
+                host="127.0.0.1", port=port, cert=self.tls.server_cert, key=self.tls.server_key,
+                rate_limit=rate_limit,
+            ) + list(extra_args)  # fmt: skip
             proc = ManagedProcess(tag, argv, self.workdir / "logs" / f"{tag}.log", env=env)
         else:
             assert certctl is not None
             binary, migrations = certctl
             cwd = Path(tempfile.mkdtemp(prefix="certctl-cwd-", dir=self.workdir))  # no web/ → API-only
-            env = {
-                "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-                "HOME": str(cwd),
-                "CERTCTL_DATABASE_URL": dsn,
-                "CERTCTL_DATABASE_MIGRATIONS_PATH": str(migrations),
-                "CERTCTL_API_KEYS_NAMED": f"loadtest:{self.token}:admin",
-                "CERTCTL_AUTH_SECRET": secrets.token_urlsafe(24),
-                "CERTCTL_AGENT_BOOTSTRAP_TOKEN": self.bootstrap,
-                "CERTCTL_CONFIG_ENCRYPTION_KEY": secrets.token_urlsafe(32),
-                # No CERTCTL_DEMO_SEED (see the module docstring).
-                "CERTCTL_NETWORK_SCAN_ENABLED": "false",
-                "CERTCTL_SERVER_TLS_CERT_PATH": str(self.tls.server_cert),
-                "CERTCTL_SERVER_TLS_KEY_PATH": str(self.tls.server_key),
-                "CERTCTL_SERVER_HOST": "127.0.0.1",
-                "CERTCTL_SERVER_PORT": str(port),
-                "CERTCTL_SCHEDULER_RENEWAL_CHECK_INTERVAL": "24h",
-                "CERTCTL_RATE_LIMIT_ENABLED": "true" if rate_limit else "false",
-                "CERTCTL_LOG_LEVEL": "warn",
-            }
-            migrate = ManagedProcess(
-                f"{tag}-migrate",
-                [str(binary), "--migrate-only"],
-                self.workdir / "logs" / f"{tag}-migrate.log",
-                env=env,
-                cwd=cwd,
-            ).start()
-            assert migrate.popen is not None
-            try:
-                code = migrate.popen.wait(BOOT_TIMEOUT_S)
-            finally:
-                migrate.stop()  # idempotent; kills it if the wait timed out
-            if code != 0:
-                raise RuntimeError(f"certctl --migrate-only exited {code}; see {migrate.log_path}")
-            with psycopg.connect(dsn) as conn:
-                ensure_demo_rows(conn)
+            base = {k: os.environ[k] for k in BASE_ENV_KEYS if k in os.environ} | {"HOME": str(cwd)}
+            env = base | certctl_env(
+                dsn=dsn, host="127.0.0.1", port=port, cert=self.tls.server_cert, key=self.tls.server_key,
+                migrations=migrations, secret=self.secret, rate_limit=rate_limit,
+            )  # fmt: skip
+            log_dir = self.workdir / "logs"
+            migrate_and_prepare(binary, env, cwd, log_dir / f"{tag}-migrate.log", dsn)
             proc = ManagedProcess(tag, [str(binary)], self.workdir / "logs" / f"{tag}.log", env=env, cwd=cwd)
         proc.start()
         self.commands.append(proc.command)
