@@ -3,7 +3,7 @@
 A phase's Recorder is filled as the engine fills it (five request trends, iteration duration and
 start lag per request: 7 samples per request) with ``--requests`` requests, then:
 
-- the cost of one full copy (``Recorder.result()``, what a naive snapshot would do each second);
+- the cost of one full copy (``Recorder.samples()``, what a naive snapshot would do each second);
 - the engine's snapshot in its two parts: ``capture`` (on the loop) and ``build`` (in the check's
   worker thread), first for everything at once, then per ``--rate`` more requests (one second of
   load) for ``--steps`` seconds, during which the mirrors grow once;
@@ -89,7 +89,7 @@ def static_costs(requests: int, rate: int, steps: int) -> dict:
     full = []
     for _ in range(5):
         t = time.perf_counter_ns()
-        phase.recorder.result()
+        phase.recorder.samples()
         full.append(time.perf_counter_ns() - t)
     snap = PhaseSnapshot(phase.recorder, [phase.executor])
     t = time.perf_counter_ns()
@@ -151,7 +151,7 @@ async def lag_under_load(requests: int, rate: int, seconds: float, way: str) -> 
         await asyncio.sleep(0.001)
         if way == "naive" and time.monotonic_ns() >= next_check:
             t = time.perf_counter_ns()
-            check(phase.recorder.result(), (time.monotonic_ns() - t0) / 1e9)
+            check(phase.recorder.samples(), (time.monotonic_ns() - t0) / 1e9)
             naive_ns.append(time.perf_counter_ns() - t)
             next_check += 1_000_000_000
     if watch is not None:

@@ -105,7 +105,7 @@ def child_engine(url: str, ca: str, seconds: float) -> dict:
         {"executor": "constant-vus", "vus": CONCURRENCY, "duration": seconds, "graceful_stop": "5s"}
     )
     outcome = run_phase([ScenarioRun("bench", spec, it)], ssl_context=make_ssl_context(ca))
-    r = outcome.result
+    r = outcome.samples
     requests = int(r.select_counter("http_reqs"))
     failed = r.select_rate("http_req_failed")[0]
     h = outcome.health
@@ -137,7 +137,7 @@ def child_engine_rate(url: str, rate: float, seconds: float) -> dict:
         }
     )
     outcome = run_phase([ScenarioRun("bench", spec, it)])
-    r = outcome.result
+    r = outcome.samples
     lag = r.select_trend("iteration_start_lag") / 1e6
     meta = outcome.meta["scenarios"]["bench"]
     h = outcome.health

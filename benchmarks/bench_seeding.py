@@ -217,7 +217,7 @@ def api_vs_copy(api_certs: int, api_agents: int, workdir: Path) -> dict:
             agent_ids = list(report.ids)
             result["api_agents"] = {"rows": api_agents, "seconds": round(report.seconds, 2),
                                     "rows_per_s": round(report.rows_per_second, 1)}  # fmt: skip
-        with psycopg.connect(str(stack.dsn)) as conn:  # make room for the COPY fleets (same names)
+        with psycopg.connect(stack.dsn.reveal()) as conn:  # make room for the COPY fleets (same names)
             conn.execute("DELETE FROM managed_certificates WHERE starts_with(id, 'cert-loadtest-bulk-')")
             conn.execute("DELETE FROM agents WHERE id = ANY(%s)", [agent_ids])
             conn.commit()

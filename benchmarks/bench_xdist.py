@@ -46,11 +46,11 @@ import numpy as np
 def pytest_sessionfinish(session):
     if hasattr(session.config, "workerinput"):
         return
-    from pytest_certload.plugin import STATE
+    from pytest_certload.session import STATE
 
     out = []
-    for record in session.config.stash[STATE].records.values():
-        result = record.result
+    for record in session.config.stash[STATE].phases.values():
+        result = record.samples
         lag = result.select_trend("iteration_start_lag") / 1e6
         parts = result.meta.get("parts") or [result.meta]
         scenario = result.meta["scenarios"]["bench"]

@@ -58,22 +58,42 @@ class ScenarioOptions:
         return f"{spec.rate:g} / {unit}"
 
 
+def _seconds_text(seconds: float) -> str:
+    """A k6 duration string for ``seconds`` (fixed point: k6's grammar has no exponent)."""
+    text = f"{seconds:.9f}".rstrip("0").rstrip(".")
+    return f"{text or '0'}s"
+
+
+#: spellings of k6's ``startTime`` a marker may use
+START_TIME_KEYS = ("start_time", "startTime", "start_offset")
+
+
 def _scale_duration(raw: dict[str, Any], seconds: float) -> dict[str, Any]:
-    """Apply --certload-duration: replace ``duration``; stretch or shrink ramping stages to fit."""
+    """Apply --certload-duration: replace ``duration``; stretch or shrink ramping stages to fit.
+
+    A start time (k6's ``startTime``) is scaled by the same factor as the duration, so scenarios
+    that overlapped in the original still overlap in a shortened run (k6.js: 5 s and 10 s
+    stagger over 5 minutes -> 0.05 s and 0.1 s over 3 s).
+    """
+    from pytest_certload.engine.durations import parse_duration
+
     out = dict(raw)
     if "stages" in out and isinstance(out["stages"], list | tuple):
-        from pytest_certload.engine.durations import parse_duration
-
         lengths = [
             parse_duration(s["duration"], f"stages[{i}].duration") for i, s in enumerate(out["stages"])
         ]
         total = sum(lengths)
         out["stages"] = [
-            {**s, "duration": f"{seconds * length / total:g}s"}
+            {**s, "duration": _seconds_text(seconds * length / total)}
             for s, length in zip(out["stages"], lengths, strict=True)
         ]
     else:
-        out["duration"] = f"{seconds:g}s"
+        total = parse_duration(out["duration"], "duration") if "duration" in out else 0.0
+        out["duration"] = _seconds_text(seconds)
+    for key in START_TIME_KEYS:
+        if key in out and total > 0:
+            start = parse_duration(out[key], key, True)
+            out[key] = _seconds_text(start * seconds / total)
     return out
 
 

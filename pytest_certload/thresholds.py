@@ -1,4 +1,4 @@
-"""k6 threshold grammar: parse at collection time, evaluate on a PhaseResult.
+"""k6 threshold grammar: parse at collection time, evaluate on a PhaseSamples.
 
 A threshold set is what k6 calls ``options.thresholds``::
 
@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from pytest_certload.stats.result import NS_PER_MS
+from pytest_certload.stats.samples import NS_PER_MS
 
 MetricType = Literal["trend", "rate", "counter"]
 
@@ -43,6 +43,7 @@ KNOWN_METRICS: dict[str, MetricType] = {
     "http_req_waiting": "trend",
     "iteration_duration": "trend",
     "http_req_failed": "rate",
+    "checks": "rate",  # k6's check() results, tagged check=<name> (IterationContext.check)
     "http_reqs": "counter",
     "iterations": "counter",
     "dropped_iterations": "counter",
@@ -415,14 +416,14 @@ def parse_thresholds(spec: object, metric_types: Mapping[str, MetricType] | None
 
 
 class MetricSource:
-    """What evaluation needs from a PhaseResult (:mod:`pytest_certload.stats`), in one place.
+    """What evaluation needs from a PhaseSamples (:mod:`pytest_certload.stats`), in one place.
 
     ``duration_s`` is the phase's length, used by ``rate`` on counters (count per second); it falls
     back to the result's ``meta["duration_s"]``.
     """
 
     def __init__(self, result: Any, duration_s: float | None = None) -> None:
-        self.result = result
+        self.samples = result
         self._duration_s = duration_s
         self._types = result.metric_names()
 
@@ -432,7 +433,7 @@ class MetricSource:
     def recorded_tag_keys(self, name: str) -> set[str] | None:
         """Tag keys seen on any series of ``name``; None when the metric has no series at all."""
         keys: set[str] | None = None
-        for table in (self.result.trends, self.result.rates, self.result.counters):
+        for table in (self.samples.trends, self.samples.rates, self.samples.counters):
             for series_name, tags in table:
                 if series_name == name:
                     keys = (keys or set()) | {k for k, _ in tags}
@@ -440,7 +441,7 @@ class MetricSource:
 
     def trend(self, key: MetricKey, aggregation: str, percentile: float | None) -> tuple[float | None, int]:
         """(value in milliseconds, sample count) of one aggregation over the selected samples."""
-        values_ns = self.result.select_trend(key.name, key.filter)
+        values_ns = self.samples.select_trend(key.name, key.filter)
         count = int(values_ns.size)
         if count == 0:
             return None, 0
@@ -452,23 +453,23 @@ class MetricSource:
         return float({"avg": values.mean, "min": values.min, "max": values.max}[aggregation]()), count
 
     def rate(self, key: MetricKey) -> tuple[int, int]:
-        trues, total = self.result.select_rate(key.name, key.filter)
+        trues, total = self.samples.select_rate(key.name, key.filter)
         return int(trues), int(total)
 
     def counter(self, key: MetricKey) -> int:
-        return int(self.result.select_counter(key.name, key.filter))
+        return int(self.samples.select_counter(key.name, key.filter))
 
     def duration_s(self) -> float:
         if self._duration_s is not None:
             return float(self._duration_s)
-        meta = self.result.meta
+        meta = self.samples.meta
         return float(meta.get("duration_s") or meta.get("wall_seconds") or 0.0)
 
 
 def evaluate(
     thresholds: ThresholdSet | Iterable[Threshold], result: Any, duration_s: float | None = None
 ) -> list[Verdict]:
-    """Evaluate every threshold on ``result`` (a PhaseResult); one verdict each, in order."""
+    """Evaluate every threshold on ``result`` (a PhaseSamples); one verdict each, in order."""
     source = result if isinstance(result, MetricSource) else MetricSource(result, duration_s)
     return [evaluate_one(t, source) for t in thresholds]
 

@@ -3,7 +3,7 @@
 from pytest_certload.engine.durations import ExecutorOptionError, parse_duration
 from pytest_certload.engine.health import GeneratorHealth
 from pytest_certload.engine.http import HttpClient, Response, make_ssl_context
-from pytest_certload.engine.phase import PhaseOutcome, run_phase, run_phase_async
+from pytest_certload.engine.phase import PhaseMeasurement, run_phase, run_phase_async
 from pytest_certload.engine.scenario import IterationContext, ScenarioRun
 from pytest_certload.engine.spec import ExecutorSpec, Stage
 
@@ -13,7 +13,7 @@ __all__ = [
     "GeneratorHealth",
     "HttpClient",
     "IterationContext",
-    "PhaseOutcome",
+    "PhaseMeasurement",
     "Response",
     "ScenarioRun",
     "Stage",

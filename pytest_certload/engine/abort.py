@@ -3,8 +3,8 @@
 The loop's part of a snapshot costs only what was recorded since the previous one: it copies the new
 tail of each append-only ``array('q')`` (the samples are only ever touched on the loop). A worker
 thread appends the tails to numpy mirrors (growing one is O(n), which is why it is not on the loop),
-builds the PhaseResult from read-only views of them and runs the check. A full copy on the loop
-(``Recorder.result()``) grows with the phase: at 300k requests (2.1 M samples) it held the loop for
+builds the PhaseSamples from read-only views of them and runs the check. A full copy on the loop
+(``Recorder.samples()``) grows with the phase: at 300k requests (2.1 M samples) it held the loop for
 10-17 ms on this VM, more than the late-start tolerance (benchmarks/bench_abort_snapshot.py).
 Counts the engine keeps outside the Recorder until the phase ends (``http_reqs``,
 ``http_req_failed``, custom counters, ``iterations``, ...) come from ``ScenarioRecorder.pending``,
@@ -31,9 +31,9 @@ from time import monotonic_ns, perf_counter_ns
 import numpy as np
 
 from pytest_certload.engine.executors import Executor, iteration_counts
-from pytest_certload.stats import PhaseResult, Recorder, SeriesKey
+from pytest_certload.stats import PhaseSamples, Recorder, SeriesKey
 
-AbortCheck = Callable[[PhaseResult, float], "str | None"]
+AbortCheck = Callable[[PhaseSamples, float], "str | None"]
 
 CHECK_INTERVAL_S = 1.0
 _MIN_MIRROR = 1024
@@ -74,11 +74,11 @@ class _Capture:
 
 
 class PhaseSnapshot:
-    """Mid-phase PhaseResults of one phase's Recorder and executors.
+    """Mid-phase RunManyResult of one phase's Recorder and executors.
 
     ``capture`` runs on the loop and copies only what is new since the previous capture; ``build``
     (any one thread at a time, e.g. the abort-check worker) appends that to the mirrors and makes
-    the PhaseResult, so the occasional O(n) growth of a mirror never holds the loop.
+    the PhaseSamples, so the occasional O(n) growth of a mirror never holds the loop.
     """
 
     def __init__(self, recorder: Recorder, executors: Sequence[Executor]) -> None:
@@ -110,7 +110,7 @@ class PhaseSnapshot:
                 rates[k] = (t0 + trues, n0 + total)
         return _Capture(tails, rates, counters, dict(meta or {}))
 
-    def build(self, capture: _Capture) -> PhaseResult:
+    def build(self, capture: _Capture) -> PhaseSamples:
         mirrors = self._mirrors
         for key, tail in capture.tails.items():
             mirror = mirrors.get(key)
@@ -118,9 +118,9 @@ class PhaseSnapshot:
                 mirror = mirrors[key] = _Mirror()
             mirror.extend(tail)
         trends = {key: mirror.view() for key, mirror in mirrors.items()}
-        return PhaseResult(trends=trends, rates=capture.rates, counters=capture.counters, meta=capture.meta)
+        return PhaseSamples(trends=trends, rates=capture.rates, counters=capture.counters, meta=capture.meta)
 
-    def take(self, meta: dict | None = None) -> PhaseResult:
+    def take(self, meta: dict | None = None) -> PhaseSamples:
         """``capture`` and ``build`` in one go (tests, benchmarks)."""
         return self.build(self.capture(meta))
 

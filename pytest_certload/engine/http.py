@@ -27,7 +27,6 @@ import httptools
 
 DEFAULT_TIMEOUT = 60.0  # seconds, k6's default request timeout
 DEFAULT_MAX_CONNECTIONS = 1024  # per origin; more requests than this in flight wait for a connection
-USER_AGENT = b"pytest-certload"
 TIMEOUT_SWEEP_SECONDS = 0.02
 _URL_CACHE_MAX = 4096
 _NO_BODY_STATUS = frozenset({204, 304})

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from time import monotonic_ns
 
 from pytest_certload.engine.abort import AbortCheck, AbortWatch, PhaseSnapshot
@@ -15,21 +16,22 @@ from pytest_certload.engine.health import MAX_CPU_FRACTION, MAX_LAG_P99_MS, Gene
 from pytest_certload.engine.http import DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT, HttpClient
 from pytest_certload.engine.recording import ScenarioRecorder
 from pytest_certload.engine.scenario import LATE_START_TOLERANCE_NS, ScenarioRun, ScenarioRuntime
-from pytest_certload.stats import PhaseResult, Recorder
+from pytest_certload.stats import PhaseSamples, Recorder
 
 # Scenarios are set up before the first arrival is due, so arrival 0 is not late by set-up time.
 _START_LEAD_NS = 20_000_000
 
 
 @dataclass
-class PhaseOutcome:
-    result: PhaseResult
+class PhaseMeasurement:
+    samples: PhaseSamples
     health: GeneratorHealth
     aborted: str | None = None  # the abort check's reason when it stopped the phase early
+    interrupted: str | None = None  # what cut the phase short (Ctrl-C, SIGTERM), when something did
 
     @property
     def meta(self) -> dict:
-        return self.result.meta
+        return self.samples.meta
 
 
 def event_loop_factory(use_uvloop: bool = True):
@@ -55,7 +57,7 @@ def run_phase(
     max_cpu_fraction: float = MAX_CPU_FRACTION,
     start_at: float | None = None,
     abort_check: AbortCheck | None = None,
-) -> PhaseOutcome:
+) -> PhaseMeasurement:
     """Run ``runs`` to completion in a fresh event loop (uvloop when present) and return the outcome.
 
     ``start_at`` (wall-clock epoch seconds) puts time zero of every schedule at that instant, so
@@ -63,24 +65,36 @@ def run_phase(
     by default the phase starts 20 ms from now.
 
     ``abort_check(snapshot, elapsed_s)`` (k6's abortOnFail) is called about once a second with a
-    PhaseResult of everything recorded so far; a non-empty string stops every scenario as at the
+    PhaseSamples of everything recorded so far; a non-empty string stops every scenario as at the
     end of its duration (in-flight iterations get the graceful stop) and becomes
-    ``PhaseOutcome.aborted``.
+    ``PhaseMeasurement.aborted``. When Ctrl-C or SIGTERM cuts the phase short, the exception carries
+    what was measured until then as ``exc.certload_measurement`` (``interrupted`` set).
     """
     factory = event_loop_factory(use_uvloop)
-    with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(
-            run_phase_async(
-                runs,
-                ssl_context=ssl_context,
-                timeout=timeout,
-                max_connections_per_origin=max_connections_per_origin,
-                max_lag_p99_ms=max_lag_p99_ms,
-                max_cpu_fraction=max_cpu_fraction,
-                start_at=start_at,
-                abort_check=abort_check,
+    partial: list[PhaseMeasurement] = []
+    try:
+        # the Runner's exit cancels what still runs (SIGTERM raised inside the loop), so the partial
+        # measurement exists only after the with block
+        with asyncio.Runner(loop_factory=factory) as runner:
+            return runner.run(
+                run_phase_async(
+                    runs,
+                    ssl_context=ssl_context,
+                    timeout=timeout,
+                    max_connections_per_origin=max_connections_per_origin,
+                    max_lag_p99_ms=max_lag_p99_ms,
+                    max_cpu_fraction=max_cpu_fraction,
+                    start_at=start_at,
+                    abort_check=abort_check,
+                    interrupted_out=partial,
+                )
             )
-        )
+    except BaseException as exc:
+        if partial:  # what was measured before the interruption, for the summary
+            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            partial[0].samples.meta["interrupted"] = reason
+            exc.certload_measurement = replace(partial[0], interrupted=reason)  # type: ignore[attr-defined]
+        raise
 
 
 async def run_phase_async(
@@ -93,8 +107,13 @@ async def run_phase_async(
     max_cpu_fraction: float = MAX_CPU_FRACTION,
     start_at: float | None = None,
     abort_check: AbortCheck | None = None,
-) -> PhaseOutcome:
-    """The same as :func:`run_phase`, inside an already running loop."""
+    interrupted_out: list[PhaseMeasurement] | None = None,
+) -> PhaseMeasurement:
+    """The same as :func:`run_phase`, inside an already running loop.
+
+    When the phase is cut short (Ctrl-C, SIGTERM: the task is cancelled) the exception propagates,
+    and what was measured until then is appended to ``interrupted_out`` (marked ``interrupted``).
+    """
     names = [r.name for r in runs]
     if not runs:
         raise ValueError("run_phase needs at least one ScenarioRun")
@@ -128,33 +147,54 @@ async def run_phase_async(
         finally:
             scenario_bounds[executor.runtime.name] = (began, time.time())
 
+    closed: list[tuple[GeneratorHealth, float]] = []
+
+    async def close() -> tuple[GeneratorHealth, float]:
+        """Stop the watchers and the client once (normal end, or interrupted mid-phase)."""
+        if not closed:
+            if watch is not None:
+                await watch.close()
+            health = monitor.stop()
+            wall_end = time.time()
+            client.close()
+            await asyncio.sleep(0)  # let the transports' close callbacks run before the loop may close
+            closed.append((health, wall_end))
+        return closed[0]
+
+    def measurement(health: GeneratorHealth, wall_end: float, interrupted: str | None) -> PhaseMeasurement:
+        scenarios = {}
+        for executor in executors:
+            rt = executor.runtime
+            rec = rt.recorder
+            for name, n in iteration_counts(executor).items():
+                rec.count(name, n)
+            rec.flush()
+            began, ended = scenario_bounds.get(rt.name, (wall_start, wall_end))
+            scenarios[rt.name] = {**executor.meta(), **rt.meta(), "started_at": began, "ended_at": ended}
+        meta = {
+            "started_at": wall_start,
+            "ended_at": wall_end,
+            "wall_seconds": wall_end - wall_start,
+            "event_loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
+            "late_start_tolerance_ms": LATE_START_TOLERANCE_NS / 1e6,
+            "scenarios": scenarios,
+            "health": health.to_dict(),
+            "aborted": watch.reason if watch is not None else None,
+            "abort_watch": watch.meta() if watch is not None else None,
+            "interrupted": interrupted,
+        }
+        aborted = watch.reason if watch is not None else None
+        return PhaseMeasurement(recorder.samples(meta), health, aborted, interrupted)
+
     try:
         await asyncio.gather(*(one(e) for e in executors))
+    except BaseException as exc:  # Ctrl-C / SIGTERM cancel the phase: keep what was measured
+        if interrupted_out is not None:
+            with contextlib.suppress(BaseException):
+                health, wall_end = await close()
+                interrupted_out.append(measurement(health, wall_end, f"{type(exc).__name__} {exc}".strip()))
+        raise
     finally:
-        if watch is not None:
-            await watch.close()
-        health = monitor.stop()
-        wall_end = time.time()
-        client.close()
-        await asyncio.sleep(0)  # let the transports' close callbacks run before the loop may close
-    scenarios = {}
-    for executor in executors:
-        rt = executor.runtime
-        rec = rt.recorder
-        for name, n in iteration_counts(executor).items():
-            rec.count(name, n)
-        rec.flush()
-        began, ended = scenario_bounds.get(rt.name, (wall_start, wall_end))
-        scenarios[rt.name] = {**executor.meta(), **rt.meta(), "started_at": began, "ended_at": ended}
-    meta = {
-        "started_at": wall_start,
-        "ended_at": wall_end,
-        "wall_seconds": wall_end - wall_start,
-        "event_loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
-        "late_start_tolerance_ms": LATE_START_TOLERANCE_NS / 1e6,
-        "scenarios": scenarios,
-        "health": health.to_dict(),
-        "aborted": watch.reason if watch is not None else None,
-        "abort_watch": watch.meta() if watch is not None else None,
-    }
-    return PhaseOutcome(recorder.result(meta), health, watch.reason if watch is not None else None)
+        await close()
+    health, wall_end = closed[0]
+    return measurement(health, wall_end, None)

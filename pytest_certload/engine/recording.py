@@ -43,13 +43,14 @@ class _RequestSeries:
 class ScenarioRecorder:
     """Records one scenario's requests and iterations into a shared :class:`Recorder`."""
 
-    __slots__ = ("_base", "_counters", "_recorder", "_series", "iteration_duration", "start_lag")
+    __slots__ = ("_base", "_checks", "_counters", "_recorder", "_series", "iteration_duration", "start_lag")
 
     def __init__(self, recorder: Recorder, scenario: str, tags: dict[str, str] | None = None) -> None:
         self._recorder = recorder
         self._base = {**(tags or {}), "scenario": scenario}
         self._series: dict[tuple, _RequestSeries] = {}
         self._counters: Counter[tuple[str, TagSet]] = Counter()
+        self._checks: dict[str, TagSet] = {}  # check name -> its tag set (built once per name)
         base = tagset(self._base)
         self.iteration_duration: array = recorder.trend("iteration_duration", base)
         # ours: how late each iteration started against its intended time (open model)
@@ -93,6 +94,13 @@ class ScenarioRecorder:
     def rate(self, name: str, hit: bool, tags: dict[str, str] | None = None) -> None:
         full = tagset({**self._base, **tags}) if tags else tagset(self._base)
         self._recorder.add_rate(name, full, hit)
+
+    def check(self, name: str, hit: bool) -> None:
+        """k6's ``checks`` rate, tagged with the check's name (``checks{check:<name>}``)."""
+        tags = self._checks.get(name)
+        if tags is None:
+            tags = self._checks[name] = tagset({**self._base, "check": name})
+        self._recorder.add_rate("checks", tags, hit)
 
     def pending(
         self, extra: Mapping[str, float] | None = None

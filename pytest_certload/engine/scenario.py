@@ -96,8 +96,18 @@ class IterationContext:
         self._runtime.recorder.count(name, n, **(tags or {}))
 
     def rate(self, name: str, hit: bool, tags: dict[str, str] | None = None) -> None:
-        """Add one observation to a custom rate metric, e.g. a k6 ``check``."""
+        """Add one observation to a custom rate metric."""
         self._runtime.recorder.rate(name, hit, tags)
+
+    def check(self, name: str, ok: object) -> bool:
+        """k6's ``check()``: one observation of the ``checks`` rate tagged ``check=<name>``.
+
+        Returns ``ok`` as a bool, so ``if not ctx.check("status is 201", resp.status == 201)`` reads
+        as in k6; thresholds take ``checks: rate>0.99`` or ``checks{check:status is 201}``.
+        """
+        hit = bool(ok)
+        self._runtime.recorder.check(name, hit)
+        return hit
 
     async def sleep(self, seconds: float) -> None:
         """Think time (e.g. acme_flow's 1 s pause); cancelled with the iteration at graceful stop."""

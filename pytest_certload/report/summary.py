@@ -15,8 +15,9 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from pytest_certload.report.records import PhaseRecord, ScenarioInfo
+from pytest_certload.stack.model import STANDIN_CAVEAT
 from pytest_certload.thresholds import KNOWN_METRICS, MetricKey, Verdict, parse_metric_key
+from pytest_certload.verdict import PhaseVerdict, ScenarioVerdict
 
 TREND_STATS = ("avg", "min", "med", "max", "p(90)", "p(95)", "p(99)", "p(99.9)")
 CONNECTOR_TARGETS = ("nginx", "apache", "haproxy", "f5")
@@ -32,13 +33,13 @@ PER_SCENARIO_METRICS = (
 _TIME_TRENDS = {name for name, kind in KNOWN_METRICS.items() if kind == "trend"}
 
 
-def _merged(records: Sequence[PhaseRecord]) -> Any:
-    from pytest_certload.stats import PhaseResult
+def _merged(records: Sequence[PhaseVerdict]) -> Any:
+    from pytest_certload.stats import PhaseSamples
 
-    return PhaseResult.merge(r.result for r in records)
+    return PhaseSamples.merge(r.samples for r in records)
 
 
-def metric_entry(records: Sequence[PhaseRecord], merged: Any, key: MetricKey, kind: str) -> dict[str, Any]:
+def metric_entry(records: Sequence[PhaseVerdict], merged: Any, key: MetricKey, kind: str) -> dict[str, Any]:
     """One ``metrics[<key>]`` entry: k6's type/contains/values over every phase."""
     if kind == "trend":
         stats = merged.trend_stats(key.name, key.filter)
@@ -58,7 +59,7 @@ def metric_entry(records: Sequence[PhaseRecord], merged: Any, key: MetricKey, ki
     count = 0.0
     seconds = 0.0
     for record in records:  # count per second of the phases that contributed
-        n = record.result.select_counter(key.name, key.filter)
+        n = record.samples.select_counter(key.name, key.filter)
         if n:
             count += n
             seconds += record.duration_s
@@ -74,7 +75,7 @@ def _number(value: float) -> float | int:
     return int(value) if float(value).is_integer() else value
 
 
-def _scenario_keys(records: Sequence[PhaseRecord], merged: Any) -> list[MetricKey]:
+def _scenario_keys(records: Sequence[PhaseVerdict], merged: Any) -> list[MetricKey]:
     """Per-scenario and per-target-type sub-metric keys worth writing."""
     names = merged.metric_names()
     keys: list[MetricKey] = []
@@ -84,7 +85,7 @@ def _scenario_keys(records: Sequence[PhaseRecord], merged: Any) -> list[MetricKe
     return keys
 
 
-def threshold_entries(records: Iterable[PhaseRecord]) -> dict[str, dict[str, dict[str, Any]]]:
+def threshold_entries(records: Iterable[PhaseVerdict]) -> dict[str, dict[str, dict[str, Any]]]:
     """metric key -> expression -> {ok, observed, limit, count}; the worst verdict wins on a clash."""
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for record in records:
@@ -122,9 +123,24 @@ def scenario_seconds(
     return max(seconds - start_offset_s, scheduled_s, 0.0)
 
 
-def scenario_entry(record: PhaseRecord, info: ScenarioInfo) -> dict[str, Any]:
-    """Our per-scenario results: what ran, at what rate, how it came out."""
-    result = record.result
+def stack_caveat(stack: dict[str, Any] | None) -> str | None:
+    """What must stand next to a verdict measured on this stack: the stand-in's caveat, or None.
+
+    Read from the description (``Stack.describe()``: ``caveat``); a description without the key that
+    still names the stand-in gets the caveat all the same.
+    """
+    if not stack:
+        return None
+    if stack.get("caveat"):
+        return stack["caveat"]
+    if stack.get("server") == "stand-in" or stack.get("target") == "certctl stand-in":
+        return STANDIN_CAVEAT
+    return None
+
+
+def scenario_entry(record: PhaseVerdict, info: ScenarioVerdict) -> dict[str, Any]:
+    """Our per-scenario results: what ran, at what rate, how it came out, and against what."""
+    result = record.samples
     wanted = {"scenario": info.name}
     stats = result.trend_stats("http_req_duration", wanted)
     trues, total = result.select_rate("http_req_failed", wanted)
@@ -147,6 +163,12 @@ def scenario_entry(record: PhaseRecord, info: ScenarioInfo) -> dict[str, Any]:
         "ok": all(v.ok for v in info.verdicts),
         "saturated": record.saturated,
         "aborted": record.aborted,
+        # the phase ended early: Ctrl-C / SIGTERM (its samples are what ran until then) or abortOnFail
+        "interrupted": record.interrupted or (f"abortOnFail: {record.aborted}" if record.aborted else None),
+        # what answered: every verdict of the stand-in carries its caveat
+        "target": (record.stack or {}).get("target"),
+        "caveat": stack_caveat(record.stack),
+        "postgres_profile": (record.stack or {}).get("postgres_profile"),
     }
 
 
@@ -184,7 +206,7 @@ def connector_tier(merged: Any) -> dict[str, dict[str, Any] | None]:
 
 
 def build_summary(
-    records: Sequence[PhaseRecord],
+    records: Sequence[PhaseVerdict],
     *,
     run_duration_s: float,
     machine: dict[str, Any],
@@ -227,7 +249,13 @@ def build_summary(
             "description": "no certload_stack in this session: the tests supplied their own servers",
         }
     else:
-        stack_entry = {**stack, "description": f"target: {stack.get('target')}"}
+        caveat = stack_caveat(stack)
+        parts = [f"target: {stack.get('target')}", caveat]
+        if stack.get("fallback_reason"):
+            parts.append(f"certctl=auto fell back to the certctl stand-in: {stack['fallback_reason']}")
+        if stack.get("postgres"):
+            parts.append(f"postgres: {stack['postgres']}")
+        stack_entry = {**stack, "caveat": caveat, "description": "; ".join(p for p in parts if p)}
 
     return {
         "root_group": {
@@ -265,6 +293,7 @@ def build_summary(
                 "saturated": r.saturated,
                 "reason": r.saturation_reason,
                 "aborted": r.aborted,
+                "interrupted": r.interrupted,
             }
             for r in records
         ],

@@ -38,11 +38,27 @@ def _rate(achieved: float | None, target: float | None, vus: int | None) -> str:
     return got
 
 
-def summary_lines(summary: dict[str, Any]) -> list[str]:
-    """Header with the target, one row per scenario, then every breached threshold."""
-    target = summary["stack"].get("target") or "no certload_stack (tests' own servers)"
+def header_lines(summary: dict[str, Any]) -> list[str]:
+    """What answered: the target, the stand-in's caveat and why auto fell back, PostgreSQL's profile."""
+    stack = summary["stack"]
+    target = stack.get("target") or "no certload_stack (tests' own servers)"
     override = summary["options"].get("durationOverrideSeconds")
     lines = [f"target: {target}" + (f" (every phase's duration set to {override:g}s)" if override else "")]
+    if stack.get("caveat"):
+        lines.append(f"  {stack['caveat']}")
+    if stack.get("fallback_reason"):
+        lines.append(f"  certctl=auto fell back to the certctl stand-in: {stack['fallback_reason']}")
+    if stack.get("postgres"):
+        lines.append(f"  postgres: {stack['postgres']}")
+    return lines
+
+
+def summary_lines(summary: dict[str, Any]) -> list[str]:
+    """Header with the target, one row per scenario, then every breached threshold.
+
+    A verdict measured on the stand-in carries the stand-in's caveat in its own cell.
+    """
+    lines = header_lines(summary)
     rows = []
     breaches = []
     for name, s in summary["scenarios"].items():
@@ -58,6 +74,10 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
             verdict_text += " (generator saturated)"
         if s.get("aborted"):
             verdict_text += " (aborted)"
+        elif s.get("interrupted"):
+            verdict_text += " (interrupted)"
+        if s.get("caveat"):
+            verdict_text += f" ({s['caveat']})"
         d = s["http_req_duration"]
         error = s["error_rate"]
         rows.append(

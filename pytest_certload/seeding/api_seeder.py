@@ -23,10 +23,12 @@ import httpx
 from pytest_certload.seeding.errors import SeedingError, SeedVerificationError
 from pytest_certload.seeding.fleet import Fleet
 from pytest_certload.seeding.report import SeedReport
+from pytest_certload.stack.secret import BearerAuth, Secret, scrub
 
 CERT_FIELDS = (
     "id", "name", "common_name", "sans", "environment", "owner_id", "team_id", "issuer_id",
     "renewal_policy_id", "status", "expires_at", "tags", "certificate_profile_id",
+    "created_at",  # certctl keeps a client's created_at (service/certificate.go:506): fleet order holds
 )  # fmt: skip
 AGENT_FIELDS = ("name", "hostname", "os", "architecture", "ip_address", "version")
 ENDPOINTS = {"certificates": "/api/v1/certificates", "agents": "/api/v1/agents"}
@@ -153,7 +155,7 @@ async def _existing_agent_ids(client: httpx.AsyncClient, names: set[str]) -> dic
 
 async def seed_fleet_via_api_async(
     base_url: str,
-    token: str,
+    token: Secret,
     fleet: Fleet,
     *,
     ca_bundle: Path | None = None,
@@ -162,27 +164,50 @@ async def seed_fleet_via_api_async(
     transport: httpx.AsyncBaseTransport | None = None,
     now: datetime | None = None,
 ) -> SeedReport:
+    """Seed ``fleet`` through certctl's API with ``token`` (a :class:`Secret`; a str is wrapped).
+
+    The token reaches the wire only through :class:`BearerAuth`; transport errors come back as a
+    :class:`SeedingError` without httpx's frames, and server answers quoted in errors are scrubbed
+    of the token (a server may echo a request's headers in its error body).
+    """
     require_api_path(fleet)
+    secret = token if isinstance(token, Secret) else Secret(token)
+    del token
     started = time.perf_counter()
     deadline = time.monotonic() + timeout_s
     bodies = api_bodies(fleet, now)
     out = _Outcome()
     verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(ca_bundle)) if ca_bundle else True
-    headers = {"Authorization": f"Bearer {token}"}
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(
-        base_url=base_url, headers=headers, verify=verify, timeout=30.0, limits=limits, transport=transport
-    ) as client:
-        await asyncio.gather(*(_worker(client, fleet, bodies, out, deadline) for _ in range(concurrency)))
-        if out.existing_names:
-            known = await _existing_agent_ids(client, set(out.existing_names))
-            out.ids.extend(known[n] for n in out.existing_names if n in known)
+    failure: SeedingError | None = None
+    try:
+        async with httpx.AsyncClient(
+            base_url=base_url,
+            auth=BearerAuth(secret),
+            verify=verify,
+            timeout=30.0,
+            limits=limits,
+            transport=transport,
+        ) as client:
+            await asyncio.gather(*(_worker(client, fleet, bodies, out, deadline) for _ in range(concurrency)))
+            if out.existing_names:
+                known = await _existing_agent_ids(client, set(out.existing_names))
+                out.ids.extend(known[n] for n in out.existing_names if n in known)
+    except httpx.HTTPError as exc:
+        failure = SeedingError(
+            scrub(f"fleet {fleet.name!r} over the API at {base_url}: {type(exc).__name__}: {exc}", [secret])
+        )
+    if failure is not None:  # not chained: httpx's frames hold the request with its header
+        raise failure from None
     present = out.inserted + out.existing
     if out.failed:
         missing = fleet.count - present
         raise SeedVerificationError(
-            f"fleet {fleet.name!r} over the API: {missing} of {fleet.count} rows of {fleet.table!r} "
-            f"missing; first failure: {out.failed[0]}"
+            scrub(
+                f"fleet {fleet.name!r} over the API: {missing} of {fleet.count} rows of {fleet.table!r} "
+                f"missing; first failure: {out.failed[0]}",
+                [secret],
+            )
         )
     notes = [f"{out.requests} POST requests; each also wrote an audit row (append-only, not removable)"]
     ids = fleet.ids() if fleet.api == "certificates" else sorted(out.ids)
@@ -201,6 +226,6 @@ async def seed_fleet_via_api_async(
     )
 
 
-def seed_fleet_via_api(base_url: str, token: str, fleet: Fleet, **kwargs: Any) -> SeedReport:
+def seed_fleet_via_api(base_url: str, token: Secret, fleet: Fleet, **kwargs: Any) -> SeedReport:
     """Synchronous wrapper (fixtures are synchronous); runs its own event loop."""
     return asyncio.run(seed_fleet_via_api_async(base_url, token, fleet, **kwargs))

@@ -4,6 +4,10 @@ Two schemas matter: certctl's own (its migrations, then seed.sql and seed_demo.s
 certctl-server does at boot with CERTCTL_DEMO_SEED=true) and the stand-in's subset
 (:mod:`pytest_certload.standin.schema`). Tests and the seeding benchmark use both; creating a
 database from a prepared template costs ~0.1 s, so each test can start from a clean copy.
+
+DSNs are :class:`~pytest_certload.stack.secret.DsnSecret` throughout; only
+:meth:`SchemaTemplates.fresh` hands out a plain string, because its databases are throw-away
+copies on a throw-away server that tests and benchmarks pass to psycopg directly.
 """
 
 from __future__ import annotations
@@ -12,10 +16,11 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
+
+from pytest_certload.stack.secret import DsnSecret, Secret, connect_pg
 
 MIGRATIONS_ENV = "CERTLOAD_CERTCTL_MIGRATIONS"
 SCHEMA_VARIANTS = ("standin", "certctl")
@@ -61,14 +66,14 @@ def prepare(conn: psycopg.Connection, variant: str) -> None:
         raise ValueError(f"unknown schema variant {variant!r}; expected one of {SCHEMA_VARIANTS}")
 
 
-def with_dbname(dsn: str, dbname: str) -> str:
-    parts = urlsplit(dsn)
-    return urlunsplit(parts._replace(path=f"/{dbname}"))
+def with_dbname(dsn: str | Secret, dbname: str) -> DsnSecret:
+    """The DSN of another database on the same server (URL-form DSNs)."""
+    return (dsn if isinstance(dsn, DsnSecret) else DsnSecret(dsn)).with_dbname(dbname)
 
 
-def create_database(admin_dsn: str, name: str, template: str | None = None) -> str:
+def create_database(admin_dsn: str | Secret, name: str, template: str | None = None) -> DsnSecret:
     """CREATE DATABASE (optionally from a template); returns its DSN."""
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+    with connect_pg(admin_dsn, autocommit=True) as conn:
         statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
         if template:
             statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
@@ -76,13 +81,13 @@ def create_database(admin_dsn: str, name: str, template: str | None = None) -> s
     return with_dbname(admin_dsn, name)
 
 
-def drop_database(admin_dsn: str, name: str) -> None:
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+def drop_database(admin_dsn: str | Secret, name: str) -> None:
+    with connect_pg(admin_dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @contextmanager
-def scratch_database(admin_dsn: str, name: str, template: str) -> Iterator[str]:
+def scratch_database(admin_dsn: str | Secret, name: str, template: str) -> Iterator[DsnSecret]:
     """A fresh copy of ``template`` for one test; dropped afterwards."""
     dsn = create_database(admin_dsn, name, template)
     try:
@@ -113,22 +118,23 @@ class SchemaTemplates:
         self.postgres.stop()
 
     @property
-    def admin_dsn(self) -> str:
+    def admin_dsn(self) -> DsnSecret:
         return with_dbname(self.postgres.dsn, "postgres")
 
     def template(self, variant: str) -> str:
         name = f"certload_tpl_{variant}"
         if name not in self._templates:
             dsn = create_database(self.admin_dsn, name)
-            with psycopg.connect(dsn) as conn:
+            with connect_pg(dsn) as conn:
                 prepare(conn, variant)
             self._templates.add(name)
         return name
 
     @contextmanager
     def fresh(self, variant: str) -> Iterator[str]:
+        """A new database copied from the variant's template; its DSN as a plain string (see above)."""
         self._counter += 1
         with scratch_database(
             self.admin_dsn, f"certload_{variant}_{self._counter}", self.template(variant)
         ) as dsn:
-            yield dsn
+            yield dsn.reveal()

@@ -6,10 +6,12 @@ The work is in :mod:`.seeder` (policy and caching), :mod:`.copy_writer` (SQL) an
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
+from pytest_certload.seeding.fleet import SEEDS_DIR_ENV
 from pytest_certload.seeding.report import SeedReport
 from pytest_certload.seeding.seeder import FleetSeeder
 
@@ -29,20 +31,47 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--certload-seeds-dir",
         default=None,
-        help="directory of fleet definitions (*.toml); default $CERTLOAD_SEEDS_DIR or the repo's seeds/",
+        help="directory of fleet definitions (*.toml); default $CERTLOAD_SEEDS_DIR, else the ini key "
+        "certload_seeds, else <rootdir>/seeds",
+    )
+    parser.addini(
+        "certload_seeds",
+        "directory of fleet definitions (*.toml), relative to the ini file's directory (default: seeds)",
+        default=None,
     )
 
 
+def seeds_directory(config: pytest.Config) -> Path:
+    """The suite's fleet definitions: --certload-seeds-dir, $CERTLOAD_SEEDS_DIR, ini certload_seeds,
+    else ``<rootdir>/seeds`` -- the suite's own folder, wherever the plugin is installed from."""
+    option = config.getoption("certload_seeds_dir")
+    if option:
+        return Path(option)
+    env = os.environ.get(SEEDS_DIR_ENV)
+    if env:
+        return Path(env)
+    ini = config.getini("certload_seeds")
+    if ini:
+        base = config.inipath.parent if config.inipath else config.rootpath
+        return base / ini
+    return config.rootpath / "seeds"
+
+
 @pytest.fixture(scope="session")
-def certload_seed(request: pytest.FixtureRequest, certload_stack) -> FleetSeeder:
+def certload_seeds_dir(pytestconfig: pytest.Config) -> Path:
+    """Where this run reads fleet definitions from (see ``seeds_directory``)."""
+    return seeds_directory(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def certload_seed(request: pytest.FixtureRequest, certload_stack, certload_seeds_dir: Path) -> FleetSeeder:
     """Callable ``seed(fleet_name) -> SeedReport``, one per session (each fleet seeds once)."""
     config = request.config
-    seeds_dir = config.getoption("certload_seeds_dir")
     seeder = FleetSeeder(
         certload_stack,
         allow_external=bool(config.getoption("certload_allow_external_load", default=False)),
         via=config.getoption("certload_seed_via"),
-        seeds_dir=Path(seeds_dir) if seeds_dir else None,
+        seeds_dir=certload_seeds_dir,
     )
     config.stash[SEED_REPORTS_KEY] = seeder.reports
     return seeder

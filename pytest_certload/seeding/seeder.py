@@ -8,14 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import psycopg
-
 from pytest_certload.seeding.api_seeder import seed_fleet_via_api
 from pytest_certload.seeding.copy_writer import seed_fleet
 from pytest_certload.seeding.errors import SeedingError, SeedRefused
 from pytest_certload.seeding.fleet import load_fleet
 from pytest_certload.seeding.report import SeedReport
 from pytest_certload.stack.model import Stack
+from pytest_certload.stack.secret import connect_pg
 
 SeedVia = Literal["auto", "sql", "api"]
 
@@ -66,15 +65,19 @@ class FleetSeeder:
         ensure_may_seed(self.stack, self.allow_external)
         fleet = load_fleet(fleet_name, self.seeds_dir)
         if self.method_for() == "sql":
-            with psycopg.connect(str(self.stack.dsn), connect_timeout=10) as conn:
+            assert self.stack.dsn is not None
+            with connect_pg(self.stack.dsn, connect_timeout=10) as conn:
                 report = seed_fleet(conn, fleet)
         else:
+            # a Secret all the way down: the header is set by BearerAuth as each request is sent
             token = (
-                self.stack.bootstrap_token if fleet.api == "agents" and self.stack.bootstrap_token else None
+                self.stack.bootstrap_token
+                if fleet.api == "agents" and self.stack.bootstrap_token
+                else self.stack.token
             )
             report = seed_fleet_via_api(
                 self.stack.certctl_url,
-                str(token or self.stack.token),
+                token,
                 fleet,
                 ca_bundle=self.stack.ca_bundle,
                 concurrency=self.api_concurrency,

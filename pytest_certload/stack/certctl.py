@@ -20,13 +20,13 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pytest_certload.stack.model import Secret
-from pytest_certload.stack.process import ComponentFailed, ManagedProcess, tail
+from pytest_certload.stack.process import ComponentFailed, ManagedProcess
+from pytest_certload.stack.secret import DsnSecret, Secret, connect_pg
 
 
 @dataclass(frozen=True)
 class SessionSecrets:
-    """Random per session; never logged, never in argv."""
+    """Random per session; never logged, never in argv (each a :class:`Secret`: repr masks it)."""
 
     api_token: Secret = field(default_factory=lambda: Secret("cl_" + secrets.token_urlsafe(32)))
     auth_secret: Secret = field(default_factory=lambda: Secret(secrets.token_urlsafe(32)))
@@ -34,9 +34,16 @@ class SessionSecrets:
     encryption_key: Secret = field(default_factory=lambda: Secret(secrets.token_hex(32)))  # 64 bytes
 
 
+Env = dict[str, "str | Secret"]
+
+
+def _dsn(dsn: str | Secret) -> DsnSecret:
+    return dsn if isinstance(dsn, DsnSecret) else DsnSecret(dsn)
+
+
 def certctl_env(
     *,
-    dsn: str,
+    dsn: str | Secret,
     host: str,
     port: int,
     cert: Path,
@@ -44,10 +51,14 @@ def certctl_env(
     migrations: Path | str | None,
     secret: SessionSecrets,
     rate_limit: bool,
-) -> dict[str, str]:
-    """Environment for a real certctl-server (merged over a minimal base by the caller)."""
-    env = {
-        "CERTCTL_DATABASE_URL": dsn,
+) -> Env:
+    """Environment for a real certctl-server (merged over a minimal base by the caller).
+
+    Secret values stay :class:`Secret` here; :class:`ManagedProcess` and the docker provider reveal
+    them when they hand the environment to the child.
+    """
+    env: Env = {
+        "CERTCTL_DATABASE_URL": _dsn(dsn),
         "CERTCTL_SERVER_HOST": host,
         "CERTCTL_SERVER_PORT": str(port),
         "CERTCTL_SERVER_TLS_CERT_PATH": str(cert),
@@ -55,8 +66,8 @@ def certctl_env(
         "CERTCTL_AUTH_TYPE": "api-key",
         "CERTCTL_AUTH_SECRET": secret.auth_secret,
         # the bootstrap token must also be an API key for agent registration to pass (facts §3.7)
-        "CERTCTL_API_KEYS_NAMED": (
-            f"loadtest:{secret.api_token}:admin,bootstrap:{secret.bootstrap_token}:admin"
+        "CERTCTL_API_KEYS_NAMED": Secret.compose(
+            "loadtest:{}:admin,bootstrap:{}:admin", secret.api_token, secret.bootstrap_token
         ),
         "CERTCTL_AGENT_BOOTSTRAP_TOKEN": secret.bootstrap_token,
         "CERTCTL_CONFIG_ENCRYPTION_KEY": secret.encryption_key,
@@ -71,10 +82,10 @@ def certctl_env(
     return env
 
 
-def standin_env(*, dsn: str, secret: SessionSecrets) -> dict[str, str]:
+def standin_env(*, dsn: str | Secret, secret: SessionSecrets) -> Env:
     """Environment for ``python -m pytest_certload.standin`` (secrets never in argv)."""
     return {
-        "CERTLOAD_STANDIN_DSN": dsn,
+        "CERTLOAD_STANDIN_DSN": _dsn(dsn),
         "CERTLOAD_STANDIN_TOKEN": secret.api_token,
         "CERTLOAD_STANDIN_BOOTSTRAP_TOKEN": secret.bootstrap_token,
     }
@@ -103,17 +114,15 @@ MIGRATE_ONLY_ARG = "--migrate-only"
 MIGRATE_TIMEOUT_S = 120.0
 
 
-def prepare_database(dsn: str) -> None:
+def prepare_database(dsn: str | Secret) -> None:
     """After ``--migrate-only``: the demo rows the scenarios reference, and nothing that phones out."""
-    import psycopg
-
     from pytest_certload.standin.schema import ensure_demo_rows
 
-    with psycopg.connect(dsn) as conn:
+    with connect_pg(_dsn(dsn)) as conn:
         ensure_demo_rows(conn)
 
 
-def migrate_and_prepare(binary: Path, env: dict[str, str], cwd: Path, log_path: Path, dsn: str) -> None:
+def migrate_and_prepare(binary: Path, env: Env, cwd: Path, log_path: Path, dsn: str | Secret) -> None:
     """Run ``certctl --migrate-only`` and wait, then insert the demo rows (see the module docstring).
 
     Raises ComponentFailed naming certctl, the command and the log tail when migrating fails.
@@ -130,7 +139,7 @@ def migrate_and_prepare(binary: Path, env: dict[str, str], cwd: Path, log_path: 
         migrate.stop()  # idempotent; kills it if the wait timed out
     if code != 0:
         reason = "did not finish migrating" if code is None else f"--migrate-only exited with code {code}"
-        raise ComponentFailed("certctl", migrate.command, reason, tail(log_path))
+        raise ComponentFailed("certctl", migrate.command, reason, migrate.log_tail())
     prepare_database(dsn)
 
 

@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-import psycopg
 from testcontainers.core.config import testcontainers_config
 from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
@@ -47,12 +46,14 @@ from pytest_certload.stack.certctl import (
     standin_argv,
     standin_env,
 )
-from pytest_certload.stack.model import Secret, Stack, Target, loopback_target
+from pytest_certload.stack.model import Stack, Target, loopback_target
 from pytest_certload.stack.options import StackOptions
 from pytest_certload.stack.ports import distinct_free_ports
-from pytest_certload.stack.postgres import TEST_SETTINGS, dsn_for
+from pytest_certload.stack.postgres import dsn_for, effective_settings, new_password, server_settings
 from pytest_certload.stack.probes import certctl_ready, certctl_version, presents_leaf, process_listens
 from pytest_certload.stack.process import ComponentFailed
+from pytest_certload.stack.provider import StackProvider
+from pytest_certload.stack.secret import Secret, connect_pg, reveal_env, scrub, secrets_in
 from pytest_certload.stack.tls import TLSMaterial
 
 SESSION_LABEL = "io.certload.session"
@@ -100,6 +101,53 @@ def engine_answers(timeout: float = 2.0) -> bool:
         return False
 
 
+#: an image pull that reports no progress for this long is abandoned (where no registry answers, the
+#: engine refuses at once); one that makes progress may take up to PULL_LIMIT_S
+PULL_STALL_S = 20.0
+PULL_LIMIT_S = 600.0
+
+
+def ensure_image(ref: str, stall_s: float = PULL_STALL_S, limit_s: float = PULL_LIMIT_S) -> tuple[bool, str]:
+    """Is ``ref`` on the engine, or can it be pulled now? ``(True, how)`` or ``(False, why not)``.
+
+    Looks locally first (``docker image inspect``), then pulls, giving up when the engine reports
+    nothing for ``stall_s`` seconds or the pull takes longer than ``limit_s``: never hangs.
+    """
+    import docker
+
+    try:
+        client = docker.from_env(timeout=stall_s)
+    except Exception as exc:
+        return False, f"no Docker engine ({_engine_error(exc)})"
+    try:
+        try:
+            client.images.get(ref)
+            return True, "found on the engine"
+        except docker.errors.ImageNotFound:
+            pass
+        started = time.monotonic()
+        try:
+            for event in client.api.pull(ref, stream=True, decode=True):
+                if isinstance(event, dict) and event.get("error"):
+                    return False, f"pull refused: {event['error']}"
+                if time.monotonic() - started > limit_s:
+                    return False, f"pull not finished after {limit_s:.0f} s"
+            client.images.get(ref)
+        except Exception as exc:
+            return False, f"pull refused: {_engine_error(exc)}"
+        return True, f"pulled in {time.monotonic() - started:.1f} s"
+    finally:
+        client.close()
+
+
+def _engine_error(exc: Exception) -> str:
+    """The engine's own words (docker-py's APIError carries them in ``explanation``), one line."""
+    text = getattr(exc, "explanation", None) or str(exc) or type(exc).__name__
+    if "timed out" in str(exc).lower():
+        text = f"no answer from the engine for {PULL_STALL_S:.0f} s ({text})"
+    return " ".join(str(text).split())[:400]
+
+
 def reap(session_id: str) -> list[str]:
     """Force-remove every container and network labelled with ``session_id``; returns container names."""
     import docker
@@ -109,7 +157,7 @@ def reap(session_id: str) -> list[str]:
     try:
         for c in client.containers.list(all=True, filters={"label": f"{SESSION_LABEL}={session_id}"}):
             removed.append(c.name)
-            c.remove(force=True)
+            c.remove(force=True, v=True)  # v: the anonymous volume of a durable postgres image too
         for n in client.networks.list(filters={"label": f"{SESSION_LABEL}={session_id}"}):
             n.remove()
     finally:
@@ -144,7 +192,7 @@ def reap_orphans() -> list[str]:
             if not alive:
                 removed.append(c.name)
                 with contextlib.suppress(Exception):
-                    c.remove(force=True)
+                    c.remove(force=True, v=True)
                 workdir = Path(c.labels.get(WORKDIR_LABEL, ""))
                 if workdir.name.startswith("certload-stack-") and workdir.parent == Path(
                     tempfile.gettempdir()
@@ -179,6 +227,7 @@ class Component:
     command: list[str]
     logs: list[Path] = field(default_factory=list)  # log files it writes into the workdir
     started: float = field(default_factory=time.monotonic)
+    secrets: list[Secret] = field(default_factory=list, repr=False)  # scrubbed from its log tails
 
     def log_tail(self, lines: int = 20) -> str:
         parts = []
@@ -196,7 +245,7 @@ class Component:
                 continue
             if text:
                 parts.append(f"[{path.name}]\n" + "\n".join(text.splitlines()[-lines:]))
-        return "\n".join(parts)
+        return scrub("\n".join(parts), self.secrets)
 
     def fail(self, reason: str) -> ComponentFailed:
         return ComponentFailed(
@@ -221,7 +270,7 @@ class Component:
             time.sleep(POLL_S)  # readiness polling interval, not synchronisation
 
 
-class DockerProvider:
+class DockerProvider(StackProvider):
     """Starts the stack as containers; :meth:`stop` removes every one of them."""
 
     def __init__(
@@ -245,6 +294,8 @@ class DockerProvider:
         self.network: Network | None = None
         self.components: list[Component] = []
         self.owner = owner_id(owner_pid or os.getpid())
+        self.pg_settings: dict[str, str] = {}  # durability settings as PostgreSQL reports them
+        self.pg_data: str | None = None
 
     # -- images ------------------------------------------------------------------------------
     def image_for(self, role: str) -> str:
@@ -253,17 +304,10 @@ class DockerProvider:
         return self.opts.images.get(role, PYTHON_IMAGE)
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def start(self) -> Stack:
-        try:
-            return self._start()
-        except BaseException:
-            self.stop()
-            raise
-
     def stop(self) -> None:
         for comp in reversed(self.components):
             with contextlib.suppress(Exception):  # already gone
-                comp.container.get_wrapped_container().remove(force=True)
+                comp.container.get_wrapped_container().remove(force=True, v=True)
         self.components.clear()
         if self.network is not None:
             with contextlib.suppress(Exception):
@@ -301,6 +345,7 @@ class DockerProvider:
             "command": " ".join(pg.command),
             "ready_s": time.monotonic() - pg.started,
             "version": pg_version,
+            "profile": self.opts.pg_profile,
         }
         host_dsn = dsn_for("certload", password, pg_port, "certctl")
         inner_dsn = (
@@ -336,10 +381,13 @@ class DockerProvider:
             ca_bundle=self.tls.ca_cert,
             server=server,
             owned=True,
-            dsn=Secret(host_dsn),
+            dsn=host_dsn,
             targets=targets,
             server_version=version if server == "certctl" else None,
             postgres_version=pg_version,
+            pg_profile=self.opts.pg_profile,
+            pg_settings=self.pg_settings,
+            pg_data=self.pg_data,
             rate_limit_enabled=self.opts.rate_limit,
             bootstrap_token=self.secret.bootstrap_token,
             components=components,
@@ -354,14 +402,14 @@ class DockerProvider:
         command: list[str],
         port: int,
         *,
-        env: dict[str, str] | None = None,
+        env: dict[str, str | Secret] | None = None,
         mounts: tuple[tuple[Path | str, str], ...] = (),
         tmpfs: str | None = None,
         working_dir: Path | None = None,
         alias: str | None = None,
         logs: tuple[Path, ...] = (),
     ) -> Component:
-        container = LoopbackContainer(image, command=command, env=env or {})
+        container = LoopbackContainer(image, command=command)  # env: only while it is created, below
         container.with_name(f"certload-{self.session_id[:12]}-{name.replace(' ', '-')}")
         labels = {
             SESSION_LABEL: self.session_id,
@@ -383,9 +431,13 @@ class DockerProvider:
         if working_dir is not None:
             kwargs["working_dir"] = str(working_dir)
         container.with_kwargs(**kwargs)  # one call: with_kwargs replaces, it does not merge
-        comp = Component(name, container, image, command, list(logs))
+        comp = Component(
+            name, container, image, command, list(logs), secrets=secrets_in((env or {}).values())
+        )
         self.components.append(comp)
+        failure: ComponentFailed | None = None
         try:
+            container.env = reveal_env(env) or {}
             container.start()
         except Exception as exc:
             hint = ""
@@ -404,9 +456,15 @@ class DockerProvider:
                     " (image not available locally and not pullable; on machines without a registry pass "
                     "--certload-base-image certload/base:bookworm)"
                 )
-            raise ComponentFailed(
-                name, f"image {image}: {' '.join(command)}", f"could not start: {exc}{hint}"
-            ) from exc
+            failure = ComponentFailed(
+                name,
+                f"image {image}: {' '.join(command)}",
+                scrub(f"could not start: {exc}{hint}", comp.secrets),
+            )
+        finally:
+            container.env = {}  # the engine has it now; nothing here keeps the plain environment
+        if failure is not None:  # not chained: docker-py's frames hold the plain environment
+            raise failure from None
         comp.started = time.monotonic()
         return comp
 
@@ -415,7 +473,7 @@ class DockerProvider:
         image: str,
         command: list[str],
         port: int,
-        env: dict[str, str],
+        env: dict[str, str | Secret],
         mounts: tuple[tuple[Path | str, str], ...],
         cwd: Path,
     ) -> None:
@@ -493,24 +551,29 @@ class DockerProvider:
             cmd = configs.WRITERS[name](wd, self.listen, port, self.tls, binary=configs.BINARIES[name])
         return self._run(name, image, cmd.argv, port, mounts=((wd, "rw"),), logs=(wd / "error.log",))
 
-    def _postgres(self, timeout: float, port: int) -> tuple[Component, int, str, str]:
-        import secrets
+    def _postgres(self, timeout: float, port: int) -> tuple[Component, int, Secret, str]:
+        """PostgreSQL with the session's profile: ``fast`` on tmpfs, ``durable`` on the engine's disk.
 
-        password = secrets.token_urlsafe(18)
-        settings = dict(TEST_SETTINGS, listen_addresses=self.listen)
+        Durable data lives in the container's own file system (base image) or in the anonymous
+        volume the official image declares; both go when the container is removed (``v=True``).
+        """
+        password = new_password()
+        fast = self.opts.pg_profile == "fast"
+        settings = dict(server_settings(self.opts.pg_profile), listen_addresses=self.listen)
         flags = [f"-c{k}={v}" for k, v in settings.items()]
         if self.opts.base_image:
             inner = " ".join(
                 [f"{BASE_PG_BIN}/postgres", "-D", "/pgdata/data", "-p", str(port), "-k", "/pgdata", *flags]
             )
             script = (
-                'set -e; chown postgres /pgdata; umask 077; printf %s "$CERTLOAD_PG_PASSWORD" > /pgdata/pw; '
-                "chown postgres /pgdata/pw; "
+                "set -e; mkdir -p /pgdata; chown postgres /pgdata; umask 077; "
+                'printf %s "$CERTLOAD_PG_PASSWORD" > /pgdata/pw; chown postgres /pgdata/pw; '
                 f"{AS_POSTGRES} {BASE_PG_BIN}/initdb -D /pgdata/data -U certload -A scram-sha-256 "
                 "--pwfile=/pgdata/pw -N -E UTF8 --locale=C >/dev/null; rm /pgdata/pw; "
                 f"exec {AS_POSTGRES} {inner}"
             )
-            command, env, tmpfs = ["bash", "-c", script], {"CERTLOAD_PG_PASSWORD": password}, "/pgdata"
+            env: dict[str, str | Secret] = {"CERTLOAD_PG_PASSWORD": password}
+            command, tmpfs = ["bash", "-c", script], "/pgdata" if fast else None
         else:
             command = ["postgres", "-p", str(port), *flags]
             env = {
@@ -519,34 +582,45 @@ class DockerProvider:
                 "POSTGRES_DB": "certctl",
                 "POSTGRES_INITDB_ARGS": "-N",
             }
-            tmpfs = "/var/lib/postgresql/data"
+            tmpfs = "/var/lib/postgresql/data" if fast else None
         comp = self._run(
             "postgresql", self.image_for("postgres"), command, port, env=env, tmpfs=tmpfs, alias="postgres"
         )
         versions: list[str] = []
 
         def accepts() -> bool:
-            with psycopg.connect(dsn_for("certload", password, port, "postgres"), connect_timeout=2) as conn:
+            with connect_pg(dsn_for("certload", password, port, "postgres"), connect_timeout=2) as conn:
                 versions.append(conn.execute("SHOW server_version").fetchone()[0])
+                self.pg_settings = effective_settings(conn)
             return True
 
         comp.wait_ready(accepts, timeout, "accepting connections")
+        self.pg_data = "tmpfs" if fast else self._disk_description(comp)
         if self.opts.base_image:
-            with psycopg.connect(dsn_for("certload", password, port, "postgres"), autocommit=True) as conn:
+            with connect_pg(dsn_for("certload", password, port, "postgres"), autocommit=True) as conn:
                 conn.execute('CREATE DATABASE "certctl" OWNER "certload"')
         return comp, port, password, versions[-1]
 
-    def _certctl(self, dsn: str, port: int, host_dsn: str) -> tuple[str, Component, str]:
+    @staticmethod
+    def _disk_description(comp: Component) -> str:
+        """'docker volume' or 'container file system (overlay2)': where durable data went."""
+        attrs = comp.container.get_wrapped_container().attrs
+        if any(m.get("Type") == "volume" for m in attrs.get("Mounts") or []):
+            return "disk (docker volume)"
+        return f"disk (container file system, {attrs.get('Driver') or 'unknown driver'})"
+
+    def _certctl(self, dsn: Secret, port: int, host_dsn: Secret) -> tuple[str, Component, str]:
         url = f"https://{HOST}:{port}"
         wd = self.workdir / "certctl"
         cwd = wd / "cwd"  # empty: no web/ directory, so certctl stays in API-only mode
         cwd.mkdir(parents=True, exist_ok=True)
-        if self.opts.certctl_image or self.opts.certctl_bin:
+        kind = self.opts.server_kind
+        if kind in ("image", "bin"):
             migrations = self.opts.certctl_migrations
             mounts: list[tuple[Path | str, str]] = [(cwd, "ro")]
             if migrations is not None:
                 mounts.append((migrations, "ro"))
-            elif self.opts.certctl_image:
+            elif kind == "image":
                 migrations = Path("/app/migrations")  # the image's own, since CWD is our empty dir
             env = certctl_env(
                 dsn=dsn,
@@ -558,7 +632,8 @@ class DockerProvider:
                 secret=self.secret,
                 rate_limit=self.opts.rate_limit,
             )
-            if self.opts.certctl_image:
+            if kind == "image":
+                assert self.opts.certctl_image is not None
                 image, command = self.opts.certctl_image, []
             else:
                 assert self.opts.certctl_bin is not None

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from pytest_certload.stack.model import Secret, Stack, Target
+from pytest_certload.stack.model import Stack, Target
 from pytest_certload.stack.options import StackOptions
 from pytest_certload.stack.probes import certctl_version, https_get
 from pytest_certload.stack.process import ComponentFailed
@@ -45,11 +45,11 @@ def attach(opts: StackOptions, timeout: float = 10.0) -> Stack:
     return Stack(
         kind="external",
         certctl_url=url,
-        token=Secret(opts.certctl_token),
+        token=opts.certctl_token,
         ca_bundle=opts.certctl_ca,
         server="certctl" if version else "unknown",
         owned=False,
-        dsn=Secret(opts.dsn) if opts.dsn else None,
+        dsn=opts.dsn,
         targets=targets,
         server_version=version,
         rate_limit_enabled=opts.rate_limit,

@@ -10,15 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from pytest_certload.stack.secret import DsnSecret, Secret, mask_dsn
+
+__all__ = ["TARGET_NAMES", "DsnSecret", "ProviderKind", "Secret", "Stack", "Target", "loopback_target"]
+
 ProviderKind = Literal["docker", "native", "external"]
 TARGET_NAMES = ("nginx", "apache", "haproxy", "f5")
-
-
-class Secret(str):
-    """A string that never shows itself in reprs, logs or assertion messages."""
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
+#: what every report that came from the stand-in says next to its verdicts (the one place it is spelt)
+STANDIN_CAVEAT = "stand-in: functional check only, latencies are not certctl's"
 
 
 @dataclass(frozen=True)
@@ -43,6 +42,8 @@ class Stack:
     ``server`` says what answers ``certctl_url``: ``"certctl"`` (the real server, version in
     ``server_version``) or ``"stand-in"`` (our test double; every report must say so).
     ``owned`` is True when the plugin started the stack (and so may seed and load it freely).
+    ``token``, ``dsn`` and ``bootstrap_token`` are :class:`Secret` (plain strings given here are
+    wrapped): the repr masks them, :meth:`describe` leaves them out, pickling refuses them.
     """
 
     kind: ProviderKind
@@ -59,6 +60,21 @@ class Stack:
     bootstrap_token: Secret | None = None
     components: dict[str, dict] = field(default_factory=dict)  # name -> {command|image, ready_s, log}
     skipped: dict[str, str] = field(default_factory=dict)  # target name -> why it is not in ``targets``
+    #: --certload-pg-profile ("durable" or "fast"); None when the plugin did not start PostgreSQL
+    pg_profile: str | None = None
+    pg_settings: dict[str, str] = field(default_factory=dict)  # durability settings PostgreSQL reports
+    pg_data: str | None = None  # where its data directory is: "disk (ext4)", "tmpfs", "docker volume", ...
+    certctl_choice: str | None = None  # how it was asked: "default --certctl=auto", "--certctl-bin=..."
+    certctl_source: str | None = None  # what answered and how it was found ("image REF (pulled)", ...)
+    fallback_reason: str | None = None  # why --certctl=auto ran the stand-in instead of certctl
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.token, Secret):
+            self.token = Secret(self.token)
+        if self.bootstrap_token is not None and not isinstance(self.bootstrap_token, Secret):
+            self.bootstrap_token = Secret(self.bootstrap_token)
+        if self.dsn is not None and not isinstance(self.dsn, DsnSecret):
+            self.dsn = DsnSecret(self.dsn)  # printed with its password masked
 
     @property
     def target_label(self) -> str:
@@ -69,15 +85,39 @@ class Stack:
             return f"certctl {self.server_version or '(version unknown)'}"
         return "certctl (unverified external deployment)"
 
+    @property
+    def caveat(self) -> str | None:
+        """What must stand next to every verdict measured on this stack (None: nothing to add)."""
+        return STANDIN_CAVEAT if self.server == "stand-in" else None
+
+    @property
+    def postgres_label(self) -> str | None:
+        """'PostgreSQL 15.14, durable profile (fsync=on, ..., data on disk (ext4))', or None."""
+        if self.pg_profile is None:
+            return None
+        settings = ", ".join(f"{k}={v}" for k, v in sorted(self.pg_settings.items()))
+        where = f"data on {self.pg_data}" if self.pg_data else ""
+        detail = "; ".join(p for p in (settings, where) if p)
+        version = f"PostgreSQL {self.postgres_version}" if self.postgres_version else "PostgreSQL"
+        return f"{version}, {self.pg_profile} profile" + (f" ({detail})" if detail else "")
+
     def describe(self) -> dict:
         """A JSON-safe description for summaries: no token, no password."""
         return {
             "provider": self.kind,
             "target": self.target_label,
-            "certctl_url": self.certctl_url,
+            "caveat": self.caveat,
+            "certctl_choice": self.certctl_choice,
+            "certctl_source": self.certctl_source,
+            "fallback_reason": self.fallback_reason,
+            "certctl_url": mask_dsn(self.certctl_url),  # no userinfo password, should a URL carry one
             "server": self.server,
             "server_version": self.server_version,
             "postgres_version": self.postgres_version,
+            "postgres_profile": self.pg_profile,
+            "postgres_settings": dict(self.pg_settings),
+            "postgres_data": self.pg_data,
+            "postgres": self.postgres_label,
             "rate_limit_enabled": self.rate_limit_enabled,
             "owned": self.owned,
             "targets": {name: t.url for name, t in self.targets.items()},

@@ -23,40 +23,38 @@ from pytest_certload.stack.certctl import (
     standin_argv,
     standin_env,
 )
-from pytest_certload.stack.model import Secret, Stack, Target, loopback_target
+from pytest_certload.stack.model import Stack, Target, loopback_target
 from pytest_certload.stack.options import StackOptions
 from pytest_certload.stack.ports import distinct_free_ports
 from pytest_certload.stack.postgres import NativePostgres
 from pytest_certload.stack.probes import certctl_ready, certctl_version, is_ours, process_listens
-from pytest_certload.stack.process import ManagedProcess
+from pytest_certload.stack.process import ComponentFailed, ManagedProcess
+from pytest_certload.stack.provider import StackProvider
 from pytest_certload.stack.tls import TLSMaterial
 
 HOST = "127.0.0.1"
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the directory holding pytest_certload/
+PRIVATE_ENV = ("CERTLOAD_CERTCTL_TOKEN",)
 COMPONENT_NAMES = ("nginx", "apache", "haproxy", "f5", "certctl", "postgresql")
 
 
 def python_env() -> dict[str, str]:
-    """Environment for our own Python children: this interpreter's, with our package importable."""
-    env = dict(os.environ)
+    """Environment for our own Python children: this interpreter's, with our package importable.
+
+    Without ``CERTLOAD_CERTCTL_TOKEN`` (an external stack's key has no business in our children).
+    """
+    env = {k: v for k, v in os.environ.items() if k not in PRIVATE_ENV}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p)
     return env
 
 
-class NativeProvider:
+class NativeProvider(StackProvider):
     """Starts the stack as local processes; :meth:`stop` undoes everything :meth:`start` did."""
 
     def __init__(self, opts: StackOptions, workdir: Path, tls: TLSMaterial, secret: SessionSecrets) -> None:
         self.opts, self.workdir, self.tls, self.secret = opts, workdir, tls, secret
         self.postgres: NativePostgres | None = None
         self.processes: list[ManagedProcess] = []
-
-    def start(self) -> Stack:
-        try:
-            return self._start()
-        except BaseException:
-            self.stop()
-            raise
 
     def _start(self) -> Stack:
         timeout = self.opts.ready_timeout
@@ -86,12 +84,16 @@ class NativeProvider:
         pool.shutdown(wait=False)
 
         t0 = time.monotonic()
-        self.postgres = NativePostgres(self.workdir / "postgresql", port=ports["postgresql"]).start(timeout)
+        self.postgres = NativePostgres(
+            self.workdir / "postgresql", port=ports["postgresql"], profile=self.opts.pg_profile
+        )
+        self.postgres.start(timeout)
         self.processes.append(self.postgres.process)
         components["postgresql"] = {
             "command": self.postgres.process.command,
             "ready_s": time.monotonic() - t0,
             "version": self.postgres.version,
+            "profile": self.opts.pg_profile,
             "log": str(self.postgres.process.log_path),
         }
 
@@ -129,10 +131,13 @@ class NativeProvider:
             ca_bundle=self.tls.ca_cert,
             server=server,
             owned=True,
-            dsn=Secret(self.postgres.dsn),
+            dsn=self.postgres.dsn,
             targets=targets,
             server_version=version if server == "certctl" else None,
             postgres_version=self.postgres.version,
+            pg_profile=self.opts.pg_profile,
+            pg_settings=dict(self.postgres.settings),
+            pg_data=self.postgres.describe_data(),
             rate_limit_enabled=self.opts.rate_limit,
             bootstrap_token=self.secret.bootstrap_token,
             components=components,
@@ -158,7 +163,12 @@ class NativeProvider:
         cwd = wd / "cwd"  # empty: no web/ directory, so certctl stays in API-only mode
         cwd.mkdir(parents=True, exist_ok=True)
         assert self.postgres is not None
-        if self.opts.certctl_bin is not None:
+        if self.opts.server_kind == "image":
+            raise ComponentFailed(
+                "certctl", f"image {self.opts.certctl_image}", "the native stack runs no images (docker does)"
+            )
+        if self.opts.server_kind == "bin":
+            assert self.opts.certctl_bin is not None
             base = {k: os.environ[k] for k in BASE_ENV_KEYS if k in os.environ}
             env = base | certctl_env(
                 dsn=self.postgres.dsn,

@@ -1,7 +1,12 @@
-"""A throw-away PostgreSQL server as a local process (initdb + postgres from the system packages).
+"""A throw-away PostgreSQL server as a local process (initdb + postgres from the system packages),
+and the two durability profiles both stacks run PostgreSQL with.
 
-Tuned for tests, not durability: fsync off, data directory on tmpfs when available. The role
-owns the database (certctl's migrations need that: pgcrypto, ALTER TABLE … DISABLE TRIGGER).
+``durable`` (the stacks' default): PostgreSQL's own ``fsync``, ``synchronous_commit`` and
+``full_page_writes`` (all on), data directory on disk. certctl writes an audit row per request
+behind a serialising trigger, so a database that never waits for its disk flatters every write
+endpoint. ``fast`` (opt-in, e.g. CI): the three off and the data directory on tmpfs. Either way the
+settings PostgreSQL reports after start are what the stack description shows, not what was asked.
+The role owns the database (certctl's migrations need that: pgcrypto, ALTER TABLE … DISABLE TRIGGER).
 """
 
 from __future__ import annotations
@@ -14,21 +19,79 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import psycopg
+from typing import TYPE_CHECKING
 
 from pytest_certload.stack.ports import free_port
 from pytest_certload.stack.process import ComponentFailed, ManagedProcess
+from pytest_certload.stack.secret import DsnSecret, Secret, connect_pg
+
+if TYPE_CHECKING:
+    import psycopg
 
 PG_BIN_DIRS = ("/usr/lib/postgresql/17/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/15/bin")
-TEST_SETTINGS = {
-    "fsync": "off",
-    "synchronous_commit": "off",
-    "full_page_writes": "off",
-    "max_connections": "300",
-    "shared_buffers": "256MB",
-    "listen_addresses": "127.0.0.1",
+PG_PROFILES = ("durable", "fast")
+DEFAULT_PG_PROFILE = "durable"
+#: settings of every profile (capacity, not durability)
+COMMON_SETTINGS = {"max_connections": "300", "shared_buffers": "256MB", "listen_addresses": "127.0.0.1"}
+#: the durability settings the ``fast`` profile turns off; ``durable`` leaves them at PostgreSQL's defaults
+DURABILITY_SETTINGS = ("fsync", "synchronous_commit", "full_page_writes")
+PROFILE_TEXT = {
+    "durable": "PostgreSQL's own fsync, synchronous_commit and full_page_writes, data on disk",
+    "fast": "fsync, synchronous_commit and full_page_writes off, data on tmpfs: flatters every write",
 }
+
+
+def server_settings(profile: str) -> dict[str, str]:
+    """The ``-c`` settings for a profile: ``fast`` turns the durability settings off."""
+    if profile not in PG_PROFILES:
+        raise ValueError(f"PostgreSQL profile {profile!r}: expected one of {', '.join(PG_PROFILES)}")
+    fast = {name: "off" for name in DURABILITY_SETTINGS} if profile == "fast" else {}
+    return {**fast, **COMMON_SETTINGS}
+
+
+def effective_settings(conn: psycopg.Connection) -> dict[str, str]:
+    """What the running server says its durability settings are (the description shows these)."""
+    query = "SELECT name, setting FROM pg_settings WHERE name = ANY(%s) ORDER BY name"
+    rows = conn.execute(query, (list(DURABILITY_SETTINGS),)).fetchall()
+    return {name: setting for name, setting in rows}
+
+
+def filesystem_type(path: Path) -> str:
+    """The type of the file system holding ``path`` (from /proc/mounts; 'unknown' elsewhere)."""
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return "unknown"
+    target, best, kind = str(Path(path).resolve()), -1, "unknown"
+    for line in mounts:
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        point = parts[1].replace("\\040", " ")
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) > best:
+            best, kind = len(point), parts[2]
+    return kind
+
+
+MEMORY_FILESYSTEMS = ("tmpfs", "ramfs")
+
+
+def data_parent(profile: str) -> Path:
+    """Where a profile's data directory goes: tmpfs for ``fast``, a disk-backed temp dir for ``durable``.
+
+    Always a world-traversable directory (PostgreSQL runs as ``postgres`` when we are root).
+    """
+    if profile == "fast":
+        shm = Path("/dev/shm")
+        if shm.is_dir() and os.access(shm, os.W_OK):
+            return shm
+        return Path(tempfile.gettempdir())
+    for candidate in (Path(tempfile.gettempdir()), Path("/var/tmp")):
+        usable = candidate.is_dir() and os.access(candidate, os.W_OK)
+        if usable and filesystem_type(candidate) not in MEMORY_FILESYSTEMS:
+            return candidate
+    return Path(tempfile.gettempdir())  # no disk-backed temp dir: the description says tmpfs
 
 
 def find_pg_bin() -> Path | None:
@@ -40,8 +103,14 @@ def find_pg_bin() -> Path | None:
     return Path(found).resolve().parent if found else None
 
 
-def dsn_for(user: str, password: str, port: int, dbname: str, host: str = "127.0.0.1") -> str:
-    return f"postgresql://{user}:{password}@{host}:{port}/{dbname}?sslmode=disable"
+def dsn_for(user: str, password: Secret, port: int, dbname: str, host: str = "127.0.0.1") -> DsnSecret:
+    return DsnSecret(
+        Secret.compose("postgresql://{}:{}@{}:{}/{}?sslmode=disable", user, password, host, port, dbname)
+    )
+
+
+def new_password() -> Secret:
+    return Secret(secrets.token_urlsafe(18))
 
 
 @dataclass
@@ -51,14 +120,24 @@ class NativePostgres:
     workdir: Path
     dbname: str = "certctl"
     user: str = "certload"
-    password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
+    password: Secret = field(default_factory=new_password, repr=False)
     port: int = 0
     process: ManagedProcess | None = None
     ready_s: float = 0.0
     version: str | None = None
+    #: the stacks pass --certload-pg-profile (default durable); the contract suite and the seeding
+    #: test databases build on this class for functional checks and keep the fast profile
+    profile: str = "fast"
+    settings: dict[str, str] = field(default_factory=dict)  # durability settings as the server reports
+    data_fs: str | None = None  # file system type of the data directory
+
+    def describe_data(self) -> str:
+        """'disk (ext4)' or 'tmpfs': where the data directory is."""
+        fs = self.data_fs or "unknown"
+        return fs if fs in MEMORY_FILESYSTEMS else f"disk ({fs})"
 
     @property
-    def dsn(self) -> str:
+    def dsn(self) -> DsnSecret:
         return dsn_for(self.user, self.password, self.port, self.dbname)
 
     def start(self, timeout: float = 30.0) -> NativePostgres:
@@ -68,14 +147,13 @@ class NativePostgres:
                 "postgresql", "initdb", "no PostgreSQL ≥ 15 binaries found (apt-get install postgresql)"
             )
         run_as = "postgres" if os.geteuid() == 0 else None
-        base = (
-            Path("/dev/shm") if Path("/dev/shm").is_dir() and os.access("/dev/shm", os.W_OK) else self.workdir
-        )
-        datadir = Path(tempfile.mkdtemp(prefix="certload-pg-", dir=base))
+        settings = server_settings(self.profile)  # checks the profile before anything is created
+        datadir = Path(tempfile.mkdtemp(prefix="certload-pg-", dir=data_parent(self.profile)))
+        self.data_fs = filesystem_type(datadir)
         sockdir = datadir / "sock"
         sockdir.mkdir()
         pwfile = datadir / "pw"
-        pwfile.write_text(self.password)
+        pwfile.write_text(self.password.reveal())  # read by initdb, removed right after
         if run_as:
             entry = pwd.getpwnam(run_as)
             for p in (datadir, sockdir, pwfile):
@@ -110,7 +188,7 @@ class NativePostgres:
             "-k",
             str(sockdir),
         ]
-        for key, value in TEST_SETTINGS.items():
+        for key, value in settings.items():
             argv += ["-c", f"{key}={value}"]
         self._datadir = datadir
         self.process = ManagedProcess(
@@ -120,12 +198,13 @@ class NativePostgres:
         admin = dsn_for(self.user, self.password, self.port, "postgres")
 
         def accepts() -> bool:
-            with psycopg.connect(admin, connect_timeout=2) as conn:
+            with connect_pg(admin, connect_timeout=2) as conn:
                 self.version = conn.execute("SHOW server_version").fetchone()[0]
+                self.settings = effective_settings(conn)
             return True
 
         self.ready_s = self.process.wait_ready(accepts, timeout, "accepting connections")
-        with psycopg.connect(admin, autocommit=True) as conn:
+        with connect_pg(admin, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{self.dbname}" OWNER "{self.user}"')
         return self
 

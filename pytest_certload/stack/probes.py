@@ -12,23 +12,40 @@ from urllib.parse import urlsplit
 
 import psutil
 
+from pytest_certload.stack.secret import Secret, bearer_header
 from pytest_certload.stack.tls import presented_fingerprint
 
 
 def https_get(
-    base_url: str, path: str, ca_file: str | None, token: str | None = None, timeout: float = 3.0
+    base_url: str, path: str, ca_file: str | None, token: Secret | str | None = None, timeout: float = 3.0
 ) -> tuple[int, bytes]:
-    """GET ``base_url + path`` verifying the server against ``ca_file``; returns (status, body)."""
+    """GET ``base_url + path`` verifying the server against ``ca_file``; returns (status, body).
+
+    ``token`` (a :class:`Secret`; a plain str is wrapped) becomes the Bearer header only once the
+    TLS connection stands, so a refused or failed connection has no frame holding it.
+    """
     parts = urlsplit(base_url)
     ctx = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
     conn = http.client.HTTPSConnection(parts.hostname, parts.port or 443, context=ctx, timeout=timeout)
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    secret = Secret(token) if token else None
+    del token
     try:
-        conn.request("GET", path, headers=headers)
+        conn.connect()
+        _send_get(conn, path, secret)
         resp = conn.getresponse()
         return resp.status, resp.read()
     finally:
         conn.close()
+
+
+def _send_get(conn: http.client.HTTPSConnection, path: str, token: Secret | None) -> None:
+    failure: OSError | None = None
+    try:
+        conn.request("GET", path, headers=bearer_header(token) if token else {})
+    except OSError as exc:  # re-raised without http.client's frames (their locals hold the header)
+        failure = ConnectionError(f"GET {path}: {type(exc).__name__}: {exc}")
+    if failure is not None:
+        raise failure from None
 
 
 def certctl_ready(base_url: str, ca_file: str) -> bool:

@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pytest_certload.stack.secret import Secret, reveal_env, scrub, secrets_in
+
 RUNNING: dict[int, ManagedProcess] = {}
 _lock = threading.Lock()
 
@@ -42,12 +44,16 @@ def tail(path: Path, lines: int = 20) -> str:
 
 @dataclass
 class ManagedProcess:
-    """A child process with its log file; ``stop()`` is idempotent and kills the whole group."""
+    """A child process with its log file; ``stop()`` is idempotent and kills the whole group.
+
+    ``env`` values may be :class:`Secret`: they are revealed only inside the ``Popen`` call, the
+    environment is left out of the repr, and log tails in errors have those secrets scrubbed.
+    """
 
     name: str
     argv: Sequence[str]
     log_path: Path
-    env: dict[str, str] | None = None
+    env: dict[str, str | Secret] | None = field(default=None, repr=False)
     cwd: Path | None = None
     user: str | None = None  # run as this user (PostgreSQL refuses to run as root)
     stop_signal: int = signal.SIGTERM
@@ -57,24 +63,31 @@ class ManagedProcess:
     def command(self) -> str:
         return " ".join(str(a) for a in self.argv)
 
+    def log_tail(self, lines: int = 20) -> str:
+        """The tail of the log, with any secret of this process's environment scrubbed."""
+        return scrub(tail(self.log_path, lines), secrets_in((self.env or {}).values()))
+
     def start(self) -> ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the child
+        failure = None
         try:
             self.popen = subprocess.Popen(
                 [str(a) for a in self.argv],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env=self.env,
+                env=reveal_env(self.env),
                 cwd=self.cwd,
                 user=self.user,
                 start_new_session=True,
             )
         except OSError as exc:
-            raise ComponentFailed(self.name, self.command, f"could not start: {exc}") from exc
+            failure = ComponentFailed(self.name, self.command, f"could not start: {exc}")
         finally:
             log.close()
+        if failure is not None:  # not chained: subprocess's frames hold the plain environment
+            raise failure from None
         with _lock:
             RUNNING[self.popen.pid] = self
         return self
@@ -92,9 +105,7 @@ class ManagedProcess:
         while True:
             if not self.alive():
                 code = self.popen.returncode if self.popen else None
-                raise ComponentFailed(
-                    self.name, self.command, f"exited with code {code}", tail(self.log_path)
-                )
+                raise ComponentFailed(self.name, self.command, f"exited with code {code}", self.log_tail())
             try:
                 if check():
                     return time.monotonic() - start
@@ -102,7 +113,7 @@ class ManagedProcess:
                 pass
             if time.monotonic() - start > timeout:
                 raise ComponentFailed(
-                    self.name, self.command, f"not {what} after {timeout:.0f} s", tail(self.log_path)
+                    self.name, self.command, f"not {what} after {timeout:.0f} s", self.log_tail()
                 )
             time.sleep(delay)  # polling interval of a readiness probe, not synchronisation
             delay = min(delay * 1.5, 0.2)

@@ -21,11 +21,13 @@ import psutil
 
 from pytest_certload.stack import docker as docker_provider
 from pytest_certload.stack.certctl import SessionSecrets
+from pytest_certload.stack.choice import resolve as resolve_certctl
 from pytest_certload.stack.external import attach
-from pytest_certload.stack.model import Secret, Stack, Target
+from pytest_certload.stack.model import Stack, Target
 from pytest_certload.stack.native import NativeProvider
 from pytest_certload.stack.options import StackOptions
 from pytest_certload.stack.process import ComponentFailed
+from pytest_certload.stack.secret import DsnSecret, Secret
 from pytest_certload.stack.tls import make_tls_material
 
 
@@ -60,8 +62,9 @@ class StackSession:
         self.stack: Stack | None = None
 
     def start(self) -> Stack:
+        self.opts = resolve_certctl(self.opts)  # --certctl=auto: a binary, the image, or the stand-in
         if self.kind == "external":
-            self.stack = attach(self.opts)
+            self.stack = self._label(attach(self.opts))
             return self.stack
         if self.opts.workdir is not None:
             self.workdir = self.opts.workdir / f"stack-{self.session_id[:12]}"
@@ -88,13 +91,20 @@ class StackSession:
         else:
             self.provider = NativeProvider(self.opts, self.workdir, tls, secret)
         try:
-            self.stack = self.provider.start()
+            self.stack = self._label(self.provider.start())
         except BaseException:
             self._remove_workdir()
             raise
         if self._own_workdir and self.kind == "native":  # lets a later session reap us after a SIGKILL
             (self.workdir / HANDLE_FILE).write_text(json.dumps(asdict(self.handle())))
         return self.stack
+
+    def _label(self, stack: Stack) -> Stack:
+        """The certctl choice on the stack, for its description and every report made from it."""
+        stack.certctl_choice = self.opts.certctl_given
+        stack.certctl_source = self.opts.certctl_source
+        stack.fallback_reason = self.opts.fallback_reason
+        return stack
 
     def handle(self) -> TeardownHandle:
         h = TeardownHandle(
@@ -198,40 +208,63 @@ def reap_native_orphans() -> list[str]:
 # -- sharing between xdist workers ---------------------------------------------------------------
 
 SECRET_FIELDS = ("token", "dsn", "bootstrap_token")
+#: the default stack's name; variants (e.g. a limiter-enabled stack) share under names of their own
+DEFAULT_NAME = "certload-stack"
 
 
-def write_shared(directory: Path, stack: Stack, handle: TeardownHandle) -> None:
-    """Description (no secrets) to stack.json, secrets to stack.secrets.json (mode 0600), handle."""
+def stack_to_wire(stack: Stack) -> tuple[dict, dict]:
+    """(description without secrets, secrets revealed): what another process needs to use the stack."""
     public = {k: v for k, v in asdict(stack).items() if k not in SECRET_FIELDS}
     public["ca_bundle"] = str(stack.ca_bundle) if stack.ca_bundle else None
-    secrets = {k: getattr(stack, k) for k in SECRET_FIELDS}
-    fd = os.open(directory / "certload-stack.secrets.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    public = json.loads(json.dumps(public, default=str))
+    return public, {k: _plain(getattr(stack, k)) for k in SECRET_FIELDS}
+
+
+def stack_from_wire(public: dict, secrets: dict) -> Stack:
+    """The inverse of :func:`stack_to_wire`: secrets wrapped again at once."""
+    fields = dict(public)
+    fields["targets"] = {n: Target(**t) for n, t in fields["targets"].items()}
+    fields["ca_bundle"] = Path(fields["ca_bundle"]) if fields["ca_bundle"] else None
+    for k in SECRET_FIELDS:
+        kind = DsnSecret if k == "dsn" else Secret
+        fields[k] = kind(secrets[k]) if secrets.get(k) is not None else None
+    return Stack(**fields)
+
+
+def write_shared(directory: Path, stack: Stack, handle: TeardownHandle, name: str = DEFAULT_NAME) -> None:
+    """Description (no secrets) to NAME.json, secrets to NAME.secrets.json (mode 0600), handle."""
+    public, _ = stack_to_wire(stack)
+    _write_secrets(directory / f"{name}.secrets.json", stack)
+    (directory / f"{name}.handle.json").write_text(json.dumps(asdict(handle)))
+    (directory / f"{name}.json").write_text(json.dumps(public, indent=1))
+
+
+def _write_secrets(path: Path, stack: Stack) -> None:
+    """The one place a stack's secrets are written out: a 0600 file only our workers read."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        json.dump({k: (str(v) if v is not None else None) for k, v in secrets.items()}, f)
-    (directory / "certload-stack.handle.json").write_text(json.dumps(asdict(handle)))
-    (directory / "certload-stack.json").write_text(json.dumps(public, indent=1, default=str))
+        json.dump(stack_to_wire(stack)[1], f)
 
 
-def write_shared_failure(directory: Path, message: str) -> None:
-    (directory / "certload-stack.json").write_text(json.dumps({"error": message}))
+def _plain(value: Secret | None) -> str | None:
+    return value.reveal() if value is not None else None
 
 
-def read_shared(directory: Path) -> Stack | str | None:
+def write_shared_failure(directory: Path, message: str, name: str = DEFAULT_NAME) -> None:
+    (directory / f"{name}.json").write_text(json.dumps({"error": message}))
+
+
+def read_shared(directory: Path, name: str = DEFAULT_NAME) -> Stack | str | None:
     """The stack another worker started, the error it got, or None when nobody tried yet."""
-    path = directory / "certload-stack.json"
+    path = directory / f"{name}.json"
     if not path.is_file():
         return None
     public = json.loads(path.read_text())
     if "error" in public:
         return public["error"]
-    secrets = json.loads((directory / "certload-stack.secrets.json").read_text())
-    public["targets"] = {n: Target(**t) for n, t in public["targets"].items()}
-    public["ca_bundle"] = Path(public["ca_bundle"]) if public["ca_bundle"] else None
-    for k in SECRET_FIELDS:
-        public[k] = Secret(secrets[k]) if secrets.get(k) is not None else None
-    return Stack(**public)
+    return stack_from_wire(public, json.loads((directory / f"{name}.secrets.json").read_text()))
 
 
-def read_handle(directory: Path) -> TeardownHandle | None:
-    path = directory / "certload-stack.handle.json"
-    return TeardownHandle(**json.loads(path.read_text())) if path.is_file() else None
+def read_handles(directory: Path) -> dict[Path, TeardownHandle]:
+    """Every stack workers left running for the controller to stop: handle file -> handle."""
+    return {p: TeardownHandle(**json.loads(p.read_text())) for p in sorted(directory.glob("*.handle.json"))}

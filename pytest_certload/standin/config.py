@@ -24,8 +24,15 @@ ROUTES = (
     "bulk_renew",
     "heartbeat",
     "work",
+    "update_issuer",
     "acme_directory",
     "acme_new_nonce",
+    "acme_new_account",
+    "acme_new_order",
+    "acme_order",
+    "acme_finalize",
+    "acme_authz",
+    "acme_cert",
     "acme_renewal_info",
 )
 ENV_DSN = "CERTLOAD_STANDIN_DSN"

@@ -29,6 +29,11 @@ TABLES: tuple[str, ...] = (
     "managed_certificates",
     "certificate_target_mappings",
     "jobs",
+    "certificate_versions",
+    "acme_accounts",
+    "acme_orders",
+    "acme_authorizations",
+    "acme_challenges",
     "acme_nonces",
 )
 
@@ -188,6 +193,71 @@ DDL: tuple[str, ...] = (
         verification_fingerprint TEXT,
         verification_error TEXT
     )""",
+    """CREATE TABLE IF NOT EXISTS certificate_versions (
+        id TEXT PRIMARY KEY,
+        certificate_id TEXT NOT NULL REFERENCES managed_certificates(id) ON DELETE CASCADE,
+        serial_number VARCHAR(255) NOT NULL,
+        not_before TIMESTAMPTZ NOT NULL,
+        not_after TIMESTAMPTZ NOT NULL,
+        fingerprint_sha256 VARCHAR(255) NOT NULL UNIQUE,
+        pem_chain TEXT NOT NULL,
+        csr_pem TEXT,
+        created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+        key_algorithm VARCHAR(50) DEFAULT '',
+        key_size INTEGER DEFAULT 0
+    )""",
+    """CREATE TABLE IF NOT EXISTS acme_accounts (
+        account_id TEXT PRIMARY KEY,
+        jwk_thumbprint TEXT NOT NULL,
+        jwk_pem TEXT NOT NULL,
+        contact TEXT[],
+        status TEXT NOT NULL,
+        profile_id TEXT NOT NULL,
+        owner_id TEXT,
+        created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+        updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+        FOREIGN KEY (profile_id) REFERENCES certificate_profiles(id),
+        FOREIGN KEY (owner_id) REFERENCES owners(id),
+        UNIQUE (profile_id, jwk_thumbprint)
+    )""",
+    """CREATE TABLE IF NOT EXISTS acme_orders (
+        order_id TEXT PRIMARY KEY,
+        account_id TEXT NOT NULL,
+        identifiers JSONB NOT NULL,
+        status TEXT NOT NULL,
+        expires_at TIMESTAMPTZ NOT NULL,
+        not_before TIMESTAMPTZ,
+        not_after TIMESTAMPTZ,
+        error JSONB,
+        csr_pem TEXT,
+        certificate_id TEXT,
+        created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+        updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+        FOREIGN KEY (account_id) REFERENCES acme_accounts(account_id),
+        FOREIGN KEY (certificate_id) REFERENCES managed_certificates(id)
+    )""",
+    """CREATE TABLE IF NOT EXISTS acme_authorizations (
+        authz_id TEXT PRIMARY KEY,
+        order_id TEXT NOT NULL,
+        identifier JSONB NOT NULL,
+        status TEXT NOT NULL,
+        expires_at TIMESTAMPTZ NOT NULL,
+        wildcard BOOLEAN NOT NULL DEFAULT false,
+        created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+        updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+        FOREIGN KEY (order_id) REFERENCES acme_orders(order_id)
+    )""",
+    """CREATE TABLE IF NOT EXISTS acme_challenges (
+        challenge_id TEXT PRIMARY KEY,
+        authz_id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        status TEXT NOT NULL,
+        token TEXT NOT NULL,
+        validated_at TIMESTAMPTZ,
+        error JSONB,
+        created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+        FOREIGN KEY (authz_id) REFERENCES acme_authorizations(authz_id)
+    )""",
     """CREATE TABLE IF NOT EXISTS acme_nonces (
         nonce TEXT PRIMARY KEY,
         issued_at TIMESTAMPTZ NOT NULL DEFAULT now(),
@@ -240,6 +310,22 @@ INDEXES: tuple[str, ...] = (
     "CREATE INDEX IF NOT EXISTS idx_jobs_status_scheduled_at ON jobs (status, scheduled_at)",
     "CREATE INDEX IF NOT EXISTS idx_jobs_verification_status ON jobs (verification_status)",
     "CREATE INDEX IF NOT EXISTS idx_jobs_verified_at ON jobs (verified_at)",
+    "CREATE INDEX IF NOT EXISTS idx_certificate_versions_certificate_id"
+    " ON certificate_versions (certificate_id)",
+    "CREATE INDEX IF NOT EXISTS idx_certificate_versions_fingerprint"
+    " ON certificate_versions (fingerprint_sha256)",
+    "CREATE INDEX IF NOT EXISTS idx_certificate_versions_cert_created"
+    " ON certificate_versions (certificate_id, created_at DESC)",
+    "CREATE INDEX IF NOT EXISTS idx_acme_accounts_jwk_thumb ON acme_accounts (profile_id, jwk_thumbprint)",
+    "CREATE INDEX IF NOT EXISTS idx_acme_accounts_status ON acme_accounts (status) WHERE status = 'valid'",
+    "CREATE INDEX IF NOT EXISTS idx_acme_orders_account ON acme_orders (account_id)",
+    "CREATE INDEX IF NOT EXISTS idx_acme_orders_status ON acme_orders (status)"
+    " WHERE status IN ('pending', 'ready', 'processing')",
+    "CREATE INDEX IF NOT EXISTS idx_acme_orders_expires ON acme_orders (expires_at)",
+    "CREATE INDEX IF NOT EXISTS idx_acme_authz_order ON acme_authorizations (order_id)",
+    "CREATE INDEX IF NOT EXISTS idx_acme_authz_status ON acme_authorizations (status)"
+    " WHERE status IN ('pending', 'processing')",
+    "CREATE INDEX IF NOT EXISTS idx_acme_challenges_authz ON acme_challenges (authz_id)",
     "CREATE INDEX IF NOT EXISTS idx_acme_nonces_expires ON acme_nonces (expires_at) WHERE used = false",
 )
 

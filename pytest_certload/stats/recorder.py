@@ -14,7 +14,7 @@ from array import array
 
 import numpy as np
 
-from pytest_certload.stats.result import PhaseResult, SeriesKey, TagSet
+from pytest_certload.stats.samples import PhaseSamples, SeriesKey, TagSet
 
 
 class Recorder:
@@ -59,9 +59,9 @@ class Recorder:
         key = (name, tags)
         self.counters[key] = self.counters.get(key, 0) + n
 
-    def result(self, meta: dict | None = None) -> PhaseResult:
-        """A :class:`PhaseResult` holding copies of everything recorded so far (safe mid-phase)."""
-        return PhaseResult(
+    def samples(self, meta: dict | None = None) -> PhaseSamples:
+        """A :class:`PhaseSamples` holding copies of everything recorded so far (safe mid-phase)."""
+        return PhaseSamples(
             trends={k: np.array(v, dtype=np.int64) for k, v in self.trends.items()},
             rates={k: (v[0], v[1]) for k, v in self.rates.items()},
             counters=dict(self.counters),

@@ -26,19 +26,27 @@ LIST_THRESHOLDS = {
 pytestmark = pytest.mark.api
 
 
+def assert_listed_its_fleet(result, fleet) -> None:
+    """Every list request of the phase answered the list fleet's first page and total, nothing else."""
+    problem = api.fleet_listing_problem(result.samples, fleet)
+    assert problem is None, problem
+
+
 @pytest.mark.certload(**ARRIVAL, thresholds=ISSUANCE_THRESHOLDS)
 def test_issuance_acceptance(certload, certload_stack):
     result = certload.run(api.issuance_acceptance(certload_stack), name="issuance_acceptance")
     result.assert_thresholds()
 
 
-@pytest.mark.certload(**ARRIVAL, thresholds=LIST_THRESHOLDS)
-def test_list_certificates(certload, certload_stack):
+@pytest.mark.certload(**ARRIVAL, thresholds=LIST_THRESHOLDS, fleets=[api.LIST_FLEET])
+def test_list_certificates(certload, certload_stack, certload_fleets):
     result = certload.run(api.list_certificates(certload_stack), name="list_certificates")
     result.assert_thresholds()
+    assert_listed_its_fleet(result, certload_fleets[api.LIST_FLEET])
 
 
-def test_api_tier(certload, certload_stack):
+@pytest.mark.certload(fleets=[api.LIST_FLEET])
+def test_api_tier(certload, certload_stack, certload_fleets):
     """Both API scenarios at once, as ``make loadtest`` ran them, each with its own thresholds."""
     result = certload.run_many(
         {
@@ -53,3 +61,5 @@ def test_api_tier(certload, certload_stack):
         }
     )
     result.assert_thresholds()
+    # the POSTs of the same phase do not reach the listed page: it is the fleet's, as when alone
+    assert_listed_its_fleet(result, certload_fleets[api.LIST_FLEET])

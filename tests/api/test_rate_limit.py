@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
 from pytest_certload.engine import make_ssl_context
 from pytest_certload.scenarios import ratelimit
-from pytest_certload.stack.session import StackSession
 
 OFFERED = 100  # req/s, twice the limiter's refill rate
 
 
 @pytest.fixture
-def rate_limited_stack(certload_stack, certload_stack_options, request):
-    """The session stack when its limiter is on; otherwise a second stack of the same kind with it on."""
+def rate_limited_stack(certload_stack, certload_stack_variant):
+    """The session stack when its limiter is on; otherwise a second stack of the same kind with it on.
+
+    Under pytest-xdist every worker gets the same second stack, so the limiter's one bucket sees the
+    whole offered load (a stack per worker would absorb each worker's half on its own).
+    """
     if certload_stack.rate_limit_enabled:
         return certload_stack
     if not certload_stack.owned:
@@ -23,9 +24,7 @@ def rate_limited_stack(certload_stack, certload_stack_options, request):
             "external deployment with an unknown limiter setting: run with --certload-rate-limit=on "
             "against a stack the plugin starts"
         )
-    session = StackSession(dataclasses.replace(certload_stack_options, rate_limit=True))
-    request.addfinalizer(session.stop)
-    return session.start()
+    return certload_stack_variant("rate-limited", rate_limit=True)
 
 
 @pytest.mark.api
@@ -45,7 +44,7 @@ def test_rate_limiter(certload, rate_limited_stack):
     tls = make_ssl_context(rate_limited_stack.ca_bundle)  # a second stack has its own session CA
     result = certload.run(ratelimit.limited_list(rate_limited_stack), name="rate_limiter", ssl_context=tls)
     result.assert_thresholds()
-    phase = result.result
+    phase = result.samples
     total = phase.select_counter("http_reqs")
     refused = phase.select_counter("http_reqs", {"status": "429"})
     expected = ratelimit.expected_rejections(OFFERED, total / OFFERED)

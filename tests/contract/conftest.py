@@ -108,12 +108,11 @@ class Session:
         self.commands: list[str] = []  # every command line started, for the secret-hygiene test
 
     def database(self, name: str) -> str:
-        """A fresh database owned by the session role; returns its DSN."""
-        admin = self.pg.dsn.replace(f"/{self.pg.dbname}?", "/postgres?")
-        with psycopg.connect(admin, autocommit=True) as conn:
+        """A fresh database owned by the session role; returns its DSN (plain: a throw-away server)."""
+        with psycopg.connect(self.pg.dsn.with_dbname("postgres").reveal(), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
             conn.execute(f'CREATE DATABASE "{name}"')
-        return self.pg.dsn.replace(f"/{self.pg.dbname}?", f"/{name}?")
+        return self.pg.dsn.with_dbname(name).reveal()
 
     def start(
         self,
@@ -190,7 +189,7 @@ def _start_target(
     dsn = session.database(flavour.replace("-", "_") + suffix)
     base = session.start(flavour, dsn, certctl, rate_limit, extra_args)
     ensure_prof_test(dsn)
-    return ContractTarget(base, session.token, session.tls.client_context(), dsn, flavour)
+    return ContractTarget(base, session.token.reveal(), session.tls.client_context(), dsn, flavour)
 
 
 def ensure_prof_test(dsn: str) -> None:
@@ -217,8 +216,8 @@ def target_from_stack(stack) -> ContractTarget:
         else ssl.create_default_context()
     )
     flavour = "stand-in" if stack.server == "stand-in" else "certctl"
-    ensure_prof_test(str(stack.dsn))
-    return ContractTarget(stack.certctl_url, str(stack.token), ctx, str(stack.dsn), flavour)
+    ensure_prof_test(stack.dsn.reveal())
+    return ContractTarget(stack.certctl_url, stack.token.reveal(), ctx, stack.dsn.reveal(), flavour)
 
 
 @pytest.fixture(scope="session", params=FLAVOURS)
@@ -332,3 +331,42 @@ def agent(db: psycopg.Connection):
         return agent_id
 
     return make
+
+
+@pytest.fixture(scope="session")
+def start_session_target(request: pytest.FixtureRequest, contract_session: Session):
+    """Like ``start_target``, for fixtures wider than a test: each (flavour, db) server starts once."""
+    started: dict[tuple, ContractTarget] = {}
+
+    def start(flavour: str, db_suffix: str, extra_args: tuple[str, ...] = (), rate_limit: bool = False):
+        key = (flavour, db_suffix, extra_args, rate_limit)
+        if key not in started:
+            started[key] = _start_target(
+                request, contract_session, flavour, rate_limit, "_" + db_suffix, extra_args
+            )
+        return started[key]
+
+    return start
+
+
+_ISSUER_TRUST: dict[str, object] = {}
+
+
+def acme_for(target: ContractTarget, workdir: Path):
+    """(Acme client, Trust): the target's prof-test ACME server with iss-local signing as our CA."""
+    from tests.contract.acme_helpers import Acme, register_issuer_ca
+
+    http = target.client()
+    if target.base_url not in _ISSUER_TRUST:
+        _ISSUER_TRUST[target.base_url] = register_issuer_ca(http, workdir / secrets.token_hex(4))
+    return Acme(http), _ISSUER_TRUST[target.base_url]
+
+
+@pytest.fixture
+def acme(contract_target: ContractTarget, contract_session: Session):
+    """The contract target's ACME server (with our issuer CA) and the trust anchor: (Acme, Trust)."""
+    client, trust = acme_for(contract_target, contract_session.workdir / "issuer-ca")
+    try:
+        yield client, trust
+    finally:
+        client.http.close()

@@ -89,7 +89,8 @@ def test_injected_latency_and_errors(start_target):
 def test_secrets_never_reach_logs_or_argv(contract_session, contract_target, api):
     assert api.get("/api/v1/agents/nope/work").status_code == 500  # make the server log something
     api.post("/api/v1/certificates", content=b"{bad")
-    secrets_ = [contract_session.token, contract_session.pg.password, contract_session.bootstrap]
+    session = contract_session
+    secrets_ = [s.reveal() for s in (session.token, session.pg.password, session.bootstrap)]
     logs = list((contract_session.workdir / "logs").glob("*.log"))
     assert logs
     for log in logs:

@@ -65,7 +65,7 @@ def test_percentiles_match_the_injected_latency(server):
         pairs.append((int(r.headers["x-injected-delay-ns"]), r.end_ns - r.sent_ns))
 
     outcome = run_phase([ScenarioRun("s", arrival(200, "5s", 200), it)])
-    result = outcome.result
+    result = outcome.samples
     assert len(pairs) == 1000 == len(result.select_trend("http_req_service_time", {"scenario": "s"}))
     injected, service = (np.array(x) / 1e6 for x in zip(*pairs, strict=True))
     overhead = service - injected
@@ -97,7 +97,7 @@ def test_arrival_rate_within_one_percent_over_ten_seconds(server):
     # a few starts more than 5 ms late happen when other work shares the 2 vCPUs; they are counted,
     # and their lateness is inside http_req_duration
     assert meta["late_starts"] <= 100
-    result = outcome.result
+    result = outcome.samples
     assert result.select_counter("http_reqs", {"scenario": "s"}) == 2000
     assert result.select_rate("http_req_failed", {"scenario": "s"}) == (0, 2000)
     lag = result.select_trend("iteration_start_lag", {"scenario": "s"}) / 1e6
@@ -131,10 +131,10 @@ def test_server_stall_shows_as_drops_and_in_the_corrected_tail(server):
     meta = outcome.meta["scenarios"]["s"]
     assert 120 <= meta["dropped_iterations"] <= 200, meta
     assert (
-        outcome.result.select_counter("dropped_iterations", {"scenario": "s"}) == meta["dropped_iterations"]
+        outcome.samples.select_counter("dropped_iterations", {"scenario": "s"}) == meta["dropped_iterations"]
     )
-    assert ms(outcome.result, "http_req_duration", 99) > 500
-    assert ms(outcome.result, "http_req_duration", 50) < 20  # outside the stall nothing changed
+    assert ms(outcome.samples, "http_req_duration", 99) > 500
+    assert ms(outcome.samples, "http_req_duration", 50) < 20  # outside the stall nothing changed
 
 
 def test_server_stall_behind_a_connection_limit_is_corrected_not_hidden(server):
@@ -158,9 +158,9 @@ def test_server_stall_behind_a_connection_limit_is_corrected_not_hidden(server):
     # iterations start on time and then wait for a connection (a few start late in the burst after
     # the freeze, or when other work shares the 2 vCPUs)
     assert meta["late_starts"] <= 40
-    corrected_p99 = ms(outcome.result, "http_req_duration", 99)
-    service_p99 = ms(outcome.result, "http_req_service_time", 99)
+    corrected_p99 = ms(outcome.samples, "http_req_duration", 99)
+    service_p99 = ms(outcome.samples, "http_req_service_time", 99)
     assert corrected_p99 > 800, corrected_p99
     assert service_p99 < 50, service_p99
-    slow = np.count_nonzero(outcome.result.select_trend("http_req_duration", {"scenario": "s"}) > 100e6)
+    slow = np.count_nonzero(outcome.samples.select_trend("http_req_duration", {"scenario": "s"}) > 100e6)
     assert 120 <= slow <= 240, slow  # the ~200 arrivals due during the freeze (minus the last 100 ms)

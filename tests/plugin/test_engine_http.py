@@ -103,7 +103,7 @@ def test_connection_refused_is_status_0_and_counted_failed(servers):
         await ctx.request("GET", servers["http"] + "/status/503")
 
     spec = ExecutorSpec.from_options({"executor": "constant-vus", "vus": 1, "duration": "300ms"})
-    result = run_phase([ScenarioRun("refused", spec, it)]).result
+    result = run_phase([ScenarioRun("refused", spec, it)]).samples
     refused = {"scenario": "refused", "status": "0"}
     trues, total = result.select_rate("http_req_failed", refused)
     assert total > 0 and trues == total

@@ -72,7 +72,7 @@ def test_scenarios_run_concurrently_with_scripted_steps(server, tls):
     t0 = time.monotonic()
     outcome = run_phase(runs, ssl_context=tls.client_context())
     assert time.monotonic() - t0 < 4.0  # concurrent, not one after the other
-    r = outcome.result
+    r = outcome.samples
     meta = outcome.meta["scenarios"]
     assert meta["acme_flow"]["completed_iterations"] == 40 and len(nonces) == 40
     assert r.select_counter("http_reqs", {"scenario": "acme_flow", "step": "renewal-info"}) == 40
@@ -114,7 +114,7 @@ def test_iteration_exceptions_are_counted_and_do_not_stop_the_phase(server, tls)
         ],
         ssl_context=tls.client_context(),
     )
-    r = outcome.result
+    r = outcome.samples
     assert r.select_counter("iteration_errors", {"error": "KeyError"}) == 20
     assert r.select_counter("iteration_errors", {"error": "AssertionError"}) == 20
     assert r.select_counter("iterations", {"scenario": "s"}) == 20
@@ -147,7 +147,7 @@ def test_graceful_stop_cancels_and_counts_interrupted_iterations(server, tls):
     )
     took = time.monotonic() - t0
     assert 1.2 <= took < 2.5  # 1 s schedule + 0.3 s graceful stop, not 30 s
-    r = outcome.result
+    r = outcome.samples
     assert r.select_counter("interrupted_iterations") == 5
     assert r.select_counter("iterations") == 5
     assert outcome.meta["scenarios"]["s"]["interrupted_iterations"] == 5
@@ -192,9 +192,9 @@ def test_a_blocked_generator_counts_late_starts_and_reports_saturation(server, t
     assert "lag" in health.reason and "CPU" in health.reason, health
     assert health.lag_p99_ms > 10 and health.cpu_fraction > 0.3
     assert outcome.meta["health"]["saturated"] is True
-    lag = outcome.result.select_trend("iteration_start_lag") / 1e6
-    duration = outcome.result.select_trend("http_req_duration") / 1e6
-    service = outcome.result.select_trend("http_req_service_time") / 1e6
+    lag = outcome.samples.select_trend("iteration_start_lag") / 1e6
+    duration = outcome.samples.select_trend("http_req_duration") / 1e6
+    service = outcome.samples.select_trend("http_req_service_time") / 1e6
     # the lateness is inside the corrected duration, not the service time
     assert np.percentile(duration, 90) > np.percentile(service, 90) + 10
     assert np.percentile(lag, 90) > 10
@@ -284,7 +284,7 @@ def test_the_scheduler_keeps_the_schedule_without_timerfd(server, tls, monkeypat
     )
     meta = outcome.meta["scenarios"]["s"]
     assert meta["started_iterations"] == 100 and meta["dropped_iterations"] == 0
-    lag = outcome.result.select_trend("iteration_start_lag") / 1e6
+    lag = outcome.samples.select_trend("iteration_start_lag") / 1e6
     assert lag.min() >= 0  # never early
     assert float(np.percentile(lag, 50)) < 2.0  # whole-ms timers, rounded up
 
@@ -339,7 +339,7 @@ def test_an_abort_check_stops_the_phase_early_with_its_reason(server, tls):
     assert trues == total == hits == iterations == samples == reqs
     assert seen[1][1] > reqs
     assert outcome.aborted == outcome.meta["aborted"] == "{} of {} requests failed".format(*seen[1][2])
-    r = outcome.result
+    r = outcome.samples
     final = r.select_counter("http_reqs")
     assert seen[1][1] <= final < 70  # counted once each: snapshots never flushed anything
     assert final == r.select_trend("http_req_duration").size == r.select_rate("http_req_failed")[1]
@@ -364,7 +364,7 @@ def test_an_abort_stops_constant_vus_within_the_graceful_stop(server, tls):
     took = time.monotonic() - t0
     assert 1.2 <= took < 2.8  # first check at 1 s + 0.3 s graceful stop
     assert outcome.aborted == "stop"
-    r = outcome.result
+    r = outcome.samples
     assert r.select_counter("iterations") == 10
     assert r.select_counter("interrupted_iterations") == 2
 
@@ -431,5 +431,5 @@ def test_snapshots_include_pending_counts_and_never_flush_them():
     assert second.select_rate("http_req_failed") == (3, 3003)
 
     scenario.flush()  # the phase end still writes every count exactly once
-    assert recorder.result().select_counter("http_reqs") == 3003
-    assert recorder.result().select_counter("custom") == 2
+    assert recorder.samples().select_counter("http_reqs") == 3003
+    assert recorder.samples().select_counter("custom") == 2

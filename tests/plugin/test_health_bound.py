@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_certload.plugin import lag_bound_for
+from pytest_certload.runner import lag_bound_for
 from pytest_certload.thresholds import parse_thresholds
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import textwrap
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
@@ -109,7 +110,7 @@ def test_passing_scenario_and_table(project):
                 await ctx.request("GET", server + "/fast")
             result = certload.run(iteration)
             assert result.ok, result.breach_message()
-            assert result.result.select_counter("http_reqs", {{"scenario": "test_ok"}}) >= 5
+            assert result.samples.select_counter("http_reqs", {{"scenario": "test_ok"}}) >= 5
         """
     )
     result = project.runpytest_subprocess("--certload-summary=out/s.json")
@@ -293,6 +294,7 @@ def test_generator_saturation_is_an_error_not_a_failure(project):
     )
     result = project.runpytest_subprocess(
         "--certload-summary=s.json",
+        "--junitxml=junit.xml",
         "-o",
         "certload_max_lag_p99_ms=10",
         "-o",
@@ -309,6 +311,11 @@ def test_generator_saturation_is_an_error_not_a_failure(project):
     assert doc["scenarios"]["test_saturated"]["saturated"] is True
     assert doc["generator_health"][0]["saturated"] is True
     assert "lag" in doc["generator_health"][0]["reason"]
+    # JUnit XML agrees with the terminal: an error (with the reason), not a failure
+    suite = ElementTree.parse(project.path / "junit.xml").getroot().find("testsuite")
+    assert (suite.get("errors"), suite.get("failures")) == ("1", "0")
+    (error,) = suite.iter("error")
+    assert error.get("message", "").startswith("GeneratorSaturated: the load generator")
 
 
 def test_run_many_per_scenario_and_phase_thresholds_and_connector_tier(project):
@@ -571,7 +578,7 @@ def test_load_against_an_external_stack_needs_explicit_permission(pytester: pyte
             async def iteration(ctx):
                 ctx.counter("ran")  # sends nothing: this test is about the refusal
             result = certload.run(iteration)
-            assert result.result.select_counter("ran") > 0
+            assert result.samples.select_counter("ran") > 0
         """
     )
     refused = pytester.runpytest_subprocess()

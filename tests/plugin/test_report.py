@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 
 from pytest_certload.report.machine import describe_machine
-from pytest_certload.report.records import PhaseRecord, PhaseResults, ScenarioInfo, ScenarioResult
 from pytest_certload.report.summary import build_summary, connector_tier
 from pytest_certload.report.table import render_table, summary_lines
 from pytest_certload.report.writer import write_json_atomic
-from pytest_certload.stats import PhaseResult, Recorder, tagset
+from pytest_certload.results import RunManyResult, ScenarioResult
+from pytest_certload.stats import PhaseSamples, Recorder, tagset
 from pytest_certload.thresholds import evaluate, parse_thresholds
+from pytest_certload.verdict import PhaseVerdict, ScenarioVerdict
 
 MS = 1_000_000
 
@@ -26,7 +27,7 @@ def make_record(
     tags: dict | None = None,
     thresholds: dict | None = None,
     duration_s: float = 2.0,
-) -> PhaseRecord:
+) -> PhaseVerdict:
     rec = Recorder()
     base = {"scenario": scenario, **(tags or {})}
     for i, value in enumerate(durations_ms):
@@ -36,22 +37,22 @@ def make_record(
         rec.add_rate("http_req_failed", request_tags, i < failures)
         rec.add_counter("http_reqs", request_tags)
     rec.add_counter("iterations", tagset(base), len(durations_ms))
-    result = rec.result({"wall_seconds": duration_s})
+    result = rec.samples({"wall_seconds": duration_s})
     verdicts = evaluate(parse_thresholds(thresholds or {}).scoped(scenario), result, duration_s)
-    info = ScenarioInfo(
+    info = ScenarioVerdict(
         scenario, {"executor": "constant-arrival-rate", "rate": 5}, "constant-arrival-rate", 5.0, None
     )
     info.verdicts = verdicts
-    return PhaseRecord(
+    return PhaseVerdict(
         nodeid=f"tests/test_x.py::test_{scenario}",
-        result=result,
+        samples=result,
         duration_s=duration_s,
         scenarios=[info],
         health={"lag_p99_ms": 1.0, "cpu_fraction": 0.1, "saturated": False, "reason": ""},
     )
 
 
-def summary_of(*records: PhaseRecord, stack: dict | None = None) -> dict:
+def summary_of(*records: PhaseVerdict, stack: dict | None = None) -> dict:
     return build_summary(list(records), run_duration_s=3.5, machine={"cpu_count": 2}, stack=stack)
 
 
@@ -120,7 +121,7 @@ def test_connector_tier_numbers_and_nulls():
     assert nginx["p50"] == 2.5 and nginx["max"] == 4.0 and nginx["avg"] == 2.5
     assert nginx["p95"] == pytest.approx(np.percentile([1, 2, 3, 4], 95))
     assert nginx["error_rate"] == 0.25 and nginx["iterations"] == 4 and nginx["requests"] == 4
-    assert connector_tier(PhaseResult()) == dict.fromkeys(("nginx", "apache", "haproxy", "f5"))
+    assert connector_tier(PhaseSamples()) == dict.fromkeys(("nginx", "apache", "haproxy", "f5"))
 
 
 def test_scenarios_section_and_name_clash():
@@ -171,11 +172,11 @@ def test_render_table_aligns_columns():
 def test_record_survives_json_round_trip_like_xdist_does():
     record = make_record("a", [1.0, 2.0, 3.0], failures=1, thresholds={"http_req_failed": ["rate<0.5"]})
     record.stack = {"target": "certctl stand-in"}
-    back = PhaseRecord.from_dict(json.loads(json.dumps(record.to_dict())))
+    back = PhaseVerdict.from_dict(json.loads(json.dumps(record.to_dict())))
     assert back.id == record.id and back.nodeid == record.nodeid and back.stack == record.stack
     assert back.scenarios[0].verdicts == record.scenarios[0].verdicts
     assert summary_of(back)["metrics"] == summary_of(record)["metrics"]
-    assert back.result.select_rate("http_req_failed") == (1, 3)
+    assert back.samples.select_rate("http_req_failed") == (1, 3)
 
 
 def test_scenario_result_and_phase_results():
@@ -186,7 +187,7 @@ def test_scenario_result_and_phase_results():
         result.assert_thresholds()
     assert "1 thresholds breached in scenario a" in str(excinfo.value)
     assert "max<10 -> observed 50ms, limit 10ms, count 2" in str(excinfo.value)
-    phase = PhaseResults(record)
+    phase = RunManyResult(record)
     assert list(phase) == ["a"] and phase["a"].verdicts == result.verdicts and not phase.ok
     ok = make_record("b", [1.0], thresholds={"http_req_duration": ["max<10"]})
     ScenarioResult(ok, "b").assert_thresholds()
@@ -216,7 +217,7 @@ def test_connector_tier_iterations_when_target_type_is_a_request_tag():
             rec.add_rate("http_req_failed", tags, False)
             rec.add_counter("http_reqs", tags)
         rec.add_counter("iterations", tagset({"scenario": scenario}), n)  # no target_type on iterations
-    tier = connector_tier(rec.result())
+    tier = connector_tier(rec.samples())
     assert (tier["nginx"]["iterations"], tier["f5"]["iterations"]) == (3, 2)
     assert tier["apache"] is None
 

@@ -58,7 +58,7 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 
 
 def rows_with_prefix(stack: Stack, table: str, prefix: str) -> int:
-    with psycopg.connect(str(stack.dsn)) as conn:
+    with psycopg.connect(stack.dsn.reveal()) as conn:
         query = f"SELECT count(*) FROM {table} WHERE starts_with(id, %s)"
         return conn.execute(query, [prefix]).fetchone()[0]
 
@@ -69,7 +69,7 @@ def test_certificates_over_the_api_keep_ids_and_reseed_idempotently(stack: Stack
     second = seed_fleet_via_api(stack.certctl_url, stack.token, fleet, ca_bundle=stack.ca_bundle)
     assert (first.inserted, first.present, second.inserted, second.present) == (40, 40, 0, 40)
     assert rows_with_prefix(stack, "managed_certificates", "cert-loadtest-bulk-") == 40
-    with psycopg.connect(str(stack.dsn)) as conn:
+    with psycopg.connect(stack.dsn.reveal()) as conn:
         status, tags = conn.execute(
             "SELECT status, tags FROM managed_certificates WHERE id = 'cert-loadtest-bulk-00007'"
         ).fetchone()

@@ -8,6 +8,8 @@ including this module's PostgreSQL.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import psycopg
 import pytest
 
@@ -15,6 +17,8 @@ from pytest_certload.seeding.databases import SchemaTemplates
 from pytest_certload.stack.postgres import find_pg_bin
 
 pytest_plugins = ("pytester",)
+
+REPO_SEEDS = Path(__file__).resolve().parents[2] / "seeds"
 
 CONFTEST = """
 import os
@@ -62,6 +66,8 @@ def inner(pytester: pytest.Pytester, templates: SchemaTemplates, monkeypatch: py
         monkeypatch.setenv("SEED_TEST_DSN", dsn)
         pytester.makeconftest(CONFTEST)
         pytester.makepyfile(test_scenarios=SCENARIOS)
+        # the inner suite uses this repository's fleet definitions (its own rootdir has no seeds/)
+        pytester.makeini(f"[pytest]\ncertload_seeds = {REPO_SEEDS}\n")
         yield pytester, dsn
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from pytest_certload.stack.certctl import SessionSecrets, certctl_env, standin_argv, standin_env
+from pytest_certload.stack.secret import Secret, reveal_env
 
 PLACEHOLDERS = {"change-me-in-production", "change-me-32-char-encryption-key"}
 
@@ -14,7 +15,7 @@ PLACEHOLDERS = {"change-me-in-production", "change-me-32-char-encryption-key"}
 @pytest.mark.parametrize("rate_limit", [True, False])
 def test_env_meets_certctl_validation(rate_limit: bool) -> None:
     secret = SessionSecrets()
-    env = certctl_env(
+    secret_env = certctl_env(
         dsn="postgresql://u:p@127.0.0.1:5/certctl?sslmode=disable",
         host="127.0.0.1",
         port=8443,
@@ -24,9 +25,13 @@ def test_env_meets_certctl_validation(rate_limit: bool) -> None:
         secret=secret,
         rate_limit=rate_limit,
     )
+    for name in ("CERTCTL_DATABASE_URL", "CERTCTL_API_KEYS_NAMED", "CERTCTL_AUTH_SECRET"):
+        assert isinstance(secret_env[name], Secret)  # revealed only when handed to the child
+    env = reveal_env(secret_env)
     # admin role, not viewer; the bootstrap token is an admin key too, or agent registration fails
     keys = env["CERTCTL_API_KEYS_NAMED"].split(",")
-    assert keys == [f"loadtest:{secret.api_token}:admin", f"bootstrap:{secret.bootstrap_token}:admin"]
+    api, boot = secret.api_token.reveal(), secret.bootstrap_token.reveal()
+    assert keys == [f"loadtest:{api}:admin", f"bootstrap:{boot}:admin"]
     assert env["CERTCTL_AUTH_SECRET"] and env["CERTCTL_AGENT_BOOTSTRAP_TOKEN"]
     assert len(env["CERTCTL_CONFIG_ENCRYPTION_KEY"].encode()) >= 32
     assert not PLACEHOLDERS & set(env.values())
@@ -42,7 +47,7 @@ def test_env_meets_certctl_validation(rate_limit: bool) -> None:
 def test_secrets_differ_per_session_and_hide_in_repr() -> None:
     a, b = SessionSecrets(), SessionSecrets()
     assert len({a.api_token, b.api_token, a.auth_secret, a.bootstrap_token}) == 4
-    assert a.api_token not in repr(a)
+    assert a.api_token.reveal() not in repr(a)
 
 
 def test_standin_gets_secrets_in_env_not_argv() -> None:
@@ -50,5 +55,5 @@ def test_standin_gets_secrets_in_env_not_argv() -> None:
     argv = standin_argv(host="127.0.0.1", port=1, cert=Path("c"), key=Path("k"), rate_limit=True)
     env = standin_env(dsn="postgresql://x", secret=secret)
     assert argv[-2:] == ["--rate-limit", "on"]
-    assert secret.api_token not in " ".join(argv)
+    assert secret.api_token.reveal() not in " ".join(argv)
     assert env["CERTLOAD_STANDIN_TOKEN"] == secret.api_token

@@ -41,8 +41,9 @@ def docker_client():
 
 
 def docker_options(server: str) -> StackOptions:
-    opts = StackOptions(provider="docker", docker_network="host", base_image=BASE_IMAGE)
+    opts = StackOptions(provider="docker", docker_network="host", base_image=BASE_IMAGE, certctl="standin")
     if server == "certctl":
+        opts.certctl = "bin"
         if not (CERTCTL_BIN and CERTCTL_MIGRATIONS):
             pytest.skip("real certctl needs env CERTLOAD_CERTCTL_BIN and CERTLOAD_CERTCTL_MIGRATIONS")
         opts.certctl_bin, opts.certctl_migrations = Path(CERTCTL_BIN), Path(CERTCTL_MIGRATIONS)
@@ -76,8 +77,8 @@ def test_every_component_is_a_labelled_container(stack: Stack, session: StackSes
         assert c.labels["org.testcontainers"] == "true"
         assert c.attrs["HostConfig"]["NetworkMode"] == "host"
         if not c.labels[COMPONENT_LABEL].startswith("certctl"):  # only certctl/stand-in get the token
-            assert all(stack.token not in e for e in c.attrs["Config"]["Env"] or [])
-        assert stack.token not in " ".join(c.attrs["Config"]["Cmd"] or [])
+            assert all(stack.token.reveal() not in e for e in c.attrs["Config"]["Env"] or [])
+        assert stack.token.reveal() not in " ".join(c.attrs["Config"]["Cmd"] or [])
 
 
 def test_certctl_container_gets_the_token_only_in_env(
@@ -85,7 +86,7 @@ def test_certctl_container_gets_the_token_only_in_env(
 ) -> None:
     containers = docker_client.containers.list(filters={"label": f"{SESSION_LABEL}={session.session_id}"})
     server = next(c for c in containers if c.labels[COMPONENT_LABEL].startswith("certctl"))
-    assert stack.token not in " ".join(server.attrs["Config"]["Cmd"] or [])
+    assert stack.token.reveal() not in " ".join(server.attrs["Config"]["Cmd"] or [])
 
 
 @pytest.mark.parametrize("name", TARGET_NAMES)
@@ -98,9 +99,12 @@ def test_target_container_serves_our_leaf(stack: Stack, name: str) -> None:
 
 
 def test_postgres_container_accepts_the_dsn(stack: Stack) -> None:
-    with psycopg.connect(stack.dsn, connect_timeout=5) as conn:
+    with psycopg.connect(stack.dsn.reveal(), connect_timeout=5) as conn:
         assert conn.execute("SELECT current_user, current_database()").fetchone() == ("certload", "certctl")
         assert conn.info.server_version >= 150000
+        # durable by default: PostgreSQL's own settings, data on the engine's disk, not on tmpfs
+        assert conn.execute("SHOW fsync").fetchone()[0] == "on"
+    assert stack.pg_profile == "durable" and stack.pg_data.startswith("disk (")
 
 
 def test_certctl_container_ready_and_token_enforced(stack: Stack) -> None:

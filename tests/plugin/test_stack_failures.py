@@ -162,6 +162,9 @@ def test_bad_options_are_usage_errors(tmp_path: Path) -> None:
     assert "--certload-target 'nginx=http://x': expected NAME=https://HOST:PORT" in bad_target.stderr
     bad_bin = run("--certctl-bin", "/nonexistent/certctl")
     assert bad_bin.returncode == 4 and "--certctl-bin /nonexistent/certctl: no such file" in bad_bin.stderr
+    both = run("--certctl-image=a:1", "--certctl=standin")
+    assert both.returncode == 4
+    assert "--certctl=standin and --certctl-image=a:1 name two different certctls" in both.stderr
 
 
 def test_readiness_rejects_a_listener_that_is_not_our_process(tmp_path: Path) -> None:

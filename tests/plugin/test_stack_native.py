@@ -12,7 +12,7 @@ import psutil
 import psycopg
 import pytest
 
-from pytest_certload.stack.model import TARGET_NAMES, Stack
+from pytest_certload.stack.model import STANDIN_CAVEAT, TARGET_NAMES, Stack
 from pytest_certload.stack.options import StackOptions
 from pytest_certload.stack.plugin import require_target
 from pytest_certload.stack.probes import https_get
@@ -30,7 +30,7 @@ def native_options(server: str) -> StackOptions:
         return StackOptions(
             provider="native", certctl_bin=Path(CERTCTL_BIN), certctl_migrations=Path(CERTCTL_MIGRATIONS)
         )
-    return StackOptions(provider="native")
+    return StackOptions(provider="native", certctl="standin")
 
 
 @pytest.fixture(scope="module", params=["certctl", "stand-in"])
@@ -55,8 +55,19 @@ def test_server_label_says_what_answers(stack: Stack, session: StackSession) -> 
     assert stack.kind == "native" and stack.owned
     if expected == "stand-in":
         assert stack.target_label == "certctl stand-in"
+        assert stack.caveat == stack.describe()["caveat"] == STANDIN_CAVEAT
     else:
         assert stack.server_version and stack.target_label == f"certctl {stack.server_version}"
+        assert stack.caveat is None and stack.describe()["caveat"] is None
+    assert stack.fallback_reason is None  # an explicit choice: nothing to fall back from
+
+
+def test_postgres_is_durable_by_default(stack: Stack) -> None:
+    assert stack.pg_profile == "durable"
+    with psycopg.connect(stack.dsn.reveal(), connect_timeout=5) as conn:
+        for name in ("fsync", "synchronous_commit", "full_page_writes"):
+            assert conn.execute(f"SHOW {name}").fetchone()[0] == "on" == stack.pg_settings[name]
+    assert stack.describe()["postgres_profile"] == "durable"
 
 
 @pytest.mark.parametrize("name", TARGET_NAMES)
@@ -71,7 +82,7 @@ def test_target_serves_tls_with_our_leaf(stack: Stack, name: str) -> None:
 
 def test_postgres_accepts_the_dsn(stack: Stack) -> None:
     assert stack.dsn is not None
-    with psycopg.connect(stack.dsn, connect_timeout=5) as conn:
+    with psycopg.connect(stack.dsn.reveal(), connect_timeout=5) as conn:
         assert conn.execute("SELECT current_database()").fetchone()[0] == "certctl"
         assert conn.info.server_version >= 150000
         if stack.server == "certctl":  # certctl migrated the database at boot
@@ -91,11 +102,11 @@ def test_certctl_ready_and_token_enforced(stack: Stack) -> None:
 
 def test_secrets_stay_out_of_descriptions_and_argv(stack: Stack) -> None:
     text = json.dumps(stack.describe()) + repr(stack)
-    secrets = [stack.token, stack.bootstrap_token, stack.dsn]
+    secrets = [s.reveal() for s in (stack.token, stack.bootstrap_token, stack.dsn)]
     assert all(s and s not in text for s in secrets)
-    password = stack.dsn.split("://", 1)[1].split("@", 1)[0].split(":", 1)[1]
+    password = stack.dsn.reveal().split("://", 1)[1].split("@", 1)[0].split(":", 1)[1]
     argv = " ".join(" ".join(p.cmdline()) for p in psutil.Process().children(recursive=True))
-    assert stack.token not in argv and password not in argv
+    assert stack.token.reveal() not in argv and password not in argv
 
 
 def test_f5_mock_speaks_icontrol(stack: Stack) -> None:

@@ -90,12 +90,15 @@ def wait_for(path_glob: tuple[Path, str], proc: subprocess.Popen, count: int, ti
 
 
 def provider_args(kind: str) -> list[str]:
+    """The stand-in stack, said explicitly: the counts below are its processes and containers
+    (a certctl binary in the environment would add a migration container)."""
     if kind == "native":
-        return ["--certload-stack=native"]
+        return ["--certload-stack=native", "--certctl=standin"]
     if not engine_answers():
         pytest.skip("no Docker engine answers (start one: bash docker-up.sh up)")
     return [
         "--certload-stack=docker",
+        "--certctl=standin",
         "--certload-docker-network=host",
         f"--certload-base-image={BASE_IMAGE}",
     ]

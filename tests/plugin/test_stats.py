@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from pytest_certload.stats import PhaseResult, Recorder, tagset
+from pytest_certload.stats import PhaseSamples, Recorder, tagset
 
 
-def _random_result(rng: np.random.Generator, n: int, scenario: str) -> tuple[PhaseResult, np.ndarray]:
+def _random_result(rng: np.random.Generator, n: int, scenario: str) -> tuple[PhaseSamples, np.ndarray]:
     rec = Recorder()
     values = rng.lognormal(mean=15, sigma=1.2, size=n).astype(np.int64)
     for i, v in enumerate(values):
@@ -19,14 +19,14 @@ def _random_result(rng: np.random.Generator, n: int, scenario: str) -> tuple[Pha
         rec.add_trend("http_req_duration", tags, int(v))
         rec.add_rate("http_req_failed", tags, status != "200")
         rec.add_counter("http_reqs", tags)
-    return rec.result({"worker": scenario}), values
+    return rec.samples({"worker": scenario}), values
 
 
 @pytest.mark.parametrize("seed", range(5))
 def test_merged_percentiles_equal_pooled_samples(seed: int) -> None:
     rng = np.random.default_rng(seed)
     parts = [_random_result(rng, int(rng.integers(1, 3000)), f"w{i}") for i in range(int(rng.integers(2, 6)))]
-    merged = PhaseResult.merge(r for r, _ in parts)
+    merged = PhaseSamples.merge(r for r, _ in parts)
     pooled = np.concatenate([v for _, v in parts]).astype(np.float64) / 1e6
     stats = merged.trend_stats("http_req_duration")
     for name, q in (("med", 50), ("p(95)", 95), ("p(99)", 99), ("p(99.9)", 99.9)):
@@ -41,7 +41,7 @@ def test_merged_percentiles_equal_pooled_samples(seed: int) -> None:
 def test_tag_filter_selects_union_of_series() -> None:
     rng = np.random.default_rng(7)
     (a, _), (b, _) = _random_result(rng, 700, "a"), _random_result(rng, 300, "b")
-    merged = PhaseResult.merge([a, b])
+    merged = PhaseSamples.merge([a, b])
     assert merged.select_trend("http_req_duration", {"scenario": "a"}).size == 700
     assert merged.select_trend("http_req_duration").size == 1000
     failed, total = merged.select_rate("http_req_failed", {"status_class": "5xx"})
@@ -57,7 +57,7 @@ def test_tag_filter_selects_union_of_series() -> None:
 def test_round_trip_through_json_is_lossless() -> None:
     rng = np.random.default_rng(3)
     r, _ = _random_result(rng, 500, "x")
-    back = PhaseResult.from_dict(json.loads(json.dumps(r.to_dict())))
+    back = PhaseSamples.from_dict(json.loads(json.dumps(r.to_dict())))
     assert back.rates == r.rates and back.counters == r.counters and back.meta == r.meta
     assert set(back.trends) == set(r.trends)
     for k, v in r.trends.items():

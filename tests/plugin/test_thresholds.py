@@ -208,7 +208,7 @@ def test_bad_durations(value):
 
 
 def phase(durations_ms: dict[tuple, list[float]], failed: dict[tuple, tuple[int, int]] | None = None):
-    """A PhaseResult with http_req_duration samples (ms), http_reqs and http_req_failed per tag set."""
+    """A PhaseSamples with http_req_duration samples (ms), http_reqs and http_req_failed per tag set."""
     rec = Recorder()
     for tags, values in durations_ms.items():
         for v in values:
@@ -217,7 +217,7 @@ def phase(durations_ms: dict[tuple, list[float]], failed: dict[tuple, tuple[int,
     for tags, (trues, total) in (failed or {}).items():
         for i in range(total):
             rec.add_rate("http_req_failed", tagset(dict(tags)), i < trues)
-    return rec.result({"duration_s": 2.0})
+    return rec.samples({"duration_s": 2.0})
 
 
 A = (("scenario", "a"), ("status_class", "2xx"))
@@ -314,7 +314,7 @@ def test_unknown_metric_and_type_mismatch_at_evaluation():
     assert all("never recorded" in v.reason for v in verdicts)
     rec = Recorder()
     rec.add_rate("custom", (), True)
-    (mismatch,) = evaluate(parse_thresholds({"custom": ["p(95)<1"]}), rec.result())
+    (mismatch,) = evaluate(parse_thresholds({"custom": ["p(95)<1"]}), rec.samples())
     assert not mismatch.ok and "rate metric" in mismatch.reason
 
 

@@ -20,12 +20,13 @@ import numpy as np
 import pytest
 
 import pytest_certload
-from pytest_certload.distributed import META_KEY, merge_worker_records
-from pytest_certload.report.records import PhaseRecord, ScenarioInfo
 from pytest_certload.report.summary import build_summary
 from pytest_certload.stats import Recorder
-from pytest_certload.stats.result import tagset
+from pytest_certload.stats.samples import tagset
 from pytest_certload.thresholds import evaluate, parse_thresholds
+from pytest_certload.verdict import SPLIT_META_KEY as META_KEY
+from pytest_certload.verdict import PhaseVerdict, ScenarioVerdict
+from pytest_certload.xdist.merge import merge_worker_phases
 
 pytest_plugins = ["pytester"]
 
@@ -91,11 +92,11 @@ CONFTEST = textwrap.dedent(
     def pytest_sessionfinish(session):
         if hasattr(session.config, "workerinput"):
             return
-        from pytest_certload.plugin import STATE
+        from pytest_certload.session import STATE
 
         dump = {{}}
-        for record in session.config.stash[STATE].records.values():
-            result = record.result
+        for record in session.config.stash[STATE].phases.values():
+            result = record.samples
             dump[record.nodeid] = {{
                 "meta": {{k: v for k, v in result.meta.items() if k != "parts"}},
                 "parts": [p.get("{META_KEY}") for p in result.meta.get("parts", [])],
@@ -402,7 +403,7 @@ def test_two_workers_at_2r_measure_what_one_process_measures_at_2r(project):
     assert set(summary(project)["scenarios"]) == {"test_calibrated"}
 
 
-def _worker_record(rng: random.Random, worker: str, index: int, count: int) -> PhaseRecord:
+def _worker_record(rng: random.Random, worker: str, index: int, count: int) -> PhaseVerdict:
     """A worker's record as plugin.Certload builds it: samples recorded, verdicts on its share."""
     recorder = Recorder()
     for _ in range(rng.randrange(1, 3000)):
@@ -413,13 +414,13 @@ def _worker_record(rng: random.Random, worker: str, index: int, count: int) -> P
         recorder.add_counter("http_reqs", tags)
     meta = {"scenarios": {"s": {"started_at": 1000.0 + rng.random(), "ended_at": 1003.0 + rng.random()}}}
     meta[META_KEY] = {"phase": 1, "index": index, "count": count, "worker": worker, "asserted": True}
-    result = recorder.result(meta)
+    result = recorder.samples(meta)
     thresholds = parse_thresholds(
         {"http_req_duration": ["p(99)<1", "p(90)<100000"], "http_req_failed": ["rate<0.3"]}
     ).scoped("s")
-    info = ScenarioInfo("s", {"executor": "constant-arrival-rate"}, "constant-arrival-rate", 10.0, None)
+    info = ScenarioVerdict("s", {"executor": "constant-arrival-rate"}, "constant-arrival-rate", 10.0, None)
     info.verdicts = evaluate(thresholds, result, 3.0)
-    return PhaseRecord(nodeid="t.py::test_s", result=result, duration_s=3.0, scenarios=[info])
+    return PhaseVerdict(nodeid="t.py::test_s", samples=result, duration_s=3.0, scenarios=[info])
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -428,16 +429,16 @@ def test_merged_percentiles_equal_pooled_percentiles_exactly(seed):
     rng = random.Random(seed)
     count = rng.randrange(2, 6)
     records = [_worker_record(rng, f"gw{i}", i, count) for i in range(count)]
-    wire = {r.result.meta[META_KEY]["worker"]: [json.loads(json.dumps(r.to_dict()))] for r in records}
-    (merged,) = merge_worker_records(wire)
-    pooled = np.concatenate([r.result.select_trend("http_req_duration") for r in records])
-    stats = merged.result.trend_stats("http_req_duration", {"scenario": "s"})
+    wire = {r.samples.meta[META_KEY]["worker"]: [json.loads(json.dumps(r.to_dict()))] for r in records}
+    (merged,) = merge_worker_phases(wire)
+    pooled = np.concatenate([r.samples.select_trend("http_req_duration") for r in records])
+    stats = merged.samples.trend_stats("http_req_duration", {"scenario": "s"})
     assert stats["count"] == pooled.size
     for key, q in (("med", 50), ("p(90)", 90), ("p(95)", 95), ("p(99)", 99), ("p(99.9)", 99.9)):
         assert stats[key] == float(np.percentile(pooled.astype(np.float64) / 1e6, q))
     assert stats["max"] == pooled.max() / 1e6 and stats["min"] == pooled.min() / 1e6
-    fails = sum(r.result.select_rate("http_req_failed")[0] for r in records)
-    assert merged.result.select_rate("http_req_failed") == (fails, pooled.size)
+    fails = sum(r.samples.select_rate("http_req_failed")[0] for r in records)
+    assert merged.samples.select_rate("http_req_failed") == (fails, pooled.size)
     # the thresholds are judged again, on the pooled samples (not an average of the workers' verdicts)
     p99 = next(v for v in merged.scenarios[0].verdicts if v.expression == "p(99)<1")
     assert p99.observed == stats["p(99)"] and p99.count == pooled.size

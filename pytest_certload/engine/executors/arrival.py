@@ -56,7 +56,6 @@ class ArrivalRateExecutor:
         self.scheduled = 0
         self.dropped = 0
         self.max_inflight = 0
-        self.schedule_end_ns = 0
 
     async def run(self, t0_ns: int) -> None:
         loop = self._loop = asyncio.get_running_loop()
@@ -68,7 +67,6 @@ class ArrivalRateExecutor:
         try:
             await self._done
         finally:
-            self.schedule_end_ns = monotonic_ns()
             self._next = None  # nothing more starts, even if we were cancelled
             if self._handle is not None:
                 self._handle.cancel()

@@ -55,7 +55,7 @@ def percentile_stats(values_ns: np.ndarray) -> dict[str, float]:
 
 
 @dataclass
-class PhaseResult:
+class PhaseSamples:
     """Everything one or more generator processes recorded in a phase."""
 
     trends: dict[SeriesKey, np.ndarray] = field(default_factory=dict)  # int64 ns
@@ -104,7 +104,7 @@ class PhaseResult:
     # -- merging -----------------------------------------------------------------------------
 
     @classmethod
-    def merge(cls, results: Iterable[PhaseResult]) -> PhaseResult:
+    def merge(cls, results: Iterable[PhaseSamples]) -> PhaseSamples:
         """Pool the samples of several results (xdist workers, several phases)."""
         results = list(results)
         trend_parts: dict[SeriesKey, list[np.ndarray]] = {}
@@ -138,7 +138,7 @@ class PhaseResult:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping) -> PhaseResult:
+    def from_dict(cls, data: Mapping) -> PhaseSamples:
         def key(d: Mapping) -> SeriesKey:
             return d["name"], tuple((str(a), str(b)) for a, b in d["tags"])
 

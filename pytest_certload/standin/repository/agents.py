@@ -1,0 +1,64 @@
+"""``agents`` and their ``deployment_targets``: certctl's AgentRepository and TargetRepository.
+
+The agent work loop (CSR submission, certificate pickup) adds its agent-side statements here.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+
+# certctl's heartbeat overwrites only the metadata fields the agent sent non-empty.
+_HEARTBEAT_WITH_METADATA_SQL = (
+    "UPDATE agents SET last_heartbeat_at = %(now)s,"
+    " hostname = CASE WHEN %(hostname)s = '' THEN hostname ELSE %(hostname)s END,"
+    " os = CASE WHEN %(os)s = '' THEN os ELSE %(os)s END,"
+    " architecture = CASE WHEN %(architecture)s = '' THEN architecture"
+    " ELSE %(architecture)s END,"
+    " ip_address = CASE WHEN %(ip_address)s = '' THEN ip_address ELSE %(ip_address)s END,"
+    " version = CASE WHEN %(version)s = '' THEN version ELSE %(version)s END"
+    " WHERE id = %(id)s AND retired_at IS NULL"
+)
+
+
+async def load_agent(conn: psycopg.AsyncConnection, agent_id: str) -> tuple[str, Any] | None:
+    """(status, retired_at) of a scannable agent row, None when certctl's Get would fail."""
+    row = await (
+        await conn.execute(
+            "SELECT status, retired_at, name, hostname, api_key_hash, os, architecture, ip_address,"
+            " version FROM agents WHERE id = %s",
+            (agent_id,),
+        )
+    ).fetchone()
+    if row is None or any(v is None for v in row[2:]):
+        return None
+    return row[0], row[1]
+
+
+async def record_heartbeat(
+    conn: psycopg.AsyncConnection, agent_id: str, metadata: dict[str, str] | None
+) -> bool:
+    """Stamp last_heartbeat_at (and the metadata sent); False when no unretired agent has the id."""
+    now = datetime.now(UTC)
+    if metadata is None:
+        cur = await conn.execute(
+            "UPDATE agents SET last_heartbeat_at = %s WHERE id = %s AND retired_at IS NULL",
+            (now, agent_id),
+        )
+    else:
+        cur = await conn.execute(_HEARTBEAT_WITH_METADATA_SQL, {"now": now, "id": agent_id, **metadata})
+    return cur.rowcount != 0
+
+
+async def mark_online(conn: psycopg.AsyncConnection, agent_id: str) -> None:
+    await conn.execute("UPDATE agents SET status = 'Online' WHERE id = %s", (agent_id,))
+
+
+async def deployment_target(conn: psycopg.AsyncConnection, target_id: str) -> tuple[str | None, Any] | None:
+    """(type, config) of a deployment target, None when there is no such target."""
+    row = await (
+        await conn.execute("SELECT type, config FROM deployment_targets WHERE id = %s", (target_id,))
+    ).fetchone()
+    return None if row is None else (row[0], row[1])
