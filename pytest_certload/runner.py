@@ -30,7 +30,7 @@ from pytest_certload.scenario_options import (
     scenario_name,
 )
 from pytest_certload.session import DURATION, HEALTH_BOUNDS, OPTIONS, PENDING, STATE, is_worker
-from pytest_certload.split import SPLITTER, Share, share_runs
+from pytest_certload.split import SPLIT_ITEM, SPLITTER, Share, share_runs
 from pytest_certload.thresholds import ThresholdSet, abort_check, breach_message, evaluate
 from pytest_certload.verdict import SPLIT_META_KEY, PhaseVerdict, ScenarioVerdict
 
@@ -92,7 +92,7 @@ class Certload:
     @property
     def split(self) -> bool:
         """Does this process run only a share of each phase (a pytest-xdist worker in split mode)?"""
-        return SPLITTER in self._config.stash
+        return SPLITTER in self._config.stash and self._item.stash.get(SPLIT_ITEM, False)
 
     def ssl_context(self) -> ssl.SSLContext:
         """Verification against the stack's CA when the test uses ``certload_stack``; else the system's."""

@@ -15,7 +15,7 @@ import pytest
 from pytest_certload.thresholds import ThresholdError, ThresholdSet, parse_thresholds
 
 #: marker keys that are not executor options
-SCENARIO_KEYS = {"thresholds", "fleets", "tags"}
+SCENARIO_KEYS = {"thresholds", "fleets", "tags", "split"}
 EXECUTOR_KEYS = {
     "executor", "rate", "time_unit", "duration", "vus", "stages", "pre_allocated_vus", "max_vus",
     "graceful_stop", "start_rate", "start_time", "start_offset", "max_iterations",
@@ -36,6 +36,7 @@ class ScenarioOptions:
     thresholds: ThresholdSet = field(default_factory=ThresholdSet)
     fleets: tuple[str, ...] = ()
     tags: Mapping[str, str] = field(default_factory=dict)
+    split: bool = True  # under pytest-xdist: a share on every worker (False: whole on one worker)
 
     @property
     def target_rate_per_s(self) -> float | None:
@@ -109,7 +110,7 @@ def parse_scenario_options(
         raise ScenarioOptionError(
             f"unknown certload option(s) {', '.join(sorted(unknown))}; use k6's scenario options "
             f"({', '.join(sorted(k for k in EXECUTOR_KEYS if '_' in k or k.islower()))}) "
-            "plus thresholds, fleets, tags"
+            "plus thresholds, fleets, tags, split"
         )
     raw = {k: v for k, v in options.items() if k in EXECUTOR_KEYS}
     try:
@@ -130,6 +131,13 @@ def parse_scenario_options(
         raise ScenarioOptionError(
             "tags must be a dict of tag name -> value, e.g. tags={'target_type': 'nginx'}"
         )
+    str_tags = {k: str(v) for k, v in tags.items()}
+    split = options.get("split", True)
+    if not isinstance(split, bool):
+        raise ScenarioOptionError(
+            f"split must be True (under pytest-xdist, a share on every worker) or False (whole on one "
+            f"worker, for a scenario whose subject is one client, e.g. one ACME account), got {split!r}"
+        )
     if "scenario" in tags:
         raise ScenarioOptionError(
             "tags may not set 'scenario': it is the scenario's name (pass name= to run())"
@@ -140,7 +148,9 @@ def parse_scenario_options(
                 "no executor: give executor='constant-arrival-rate' (or 'ramping-arrival-rate', "
                 "'constant-vus') with its options"
             )
-        return ScenarioOptions(raw, None, thresholds, tuple(fleets), {k: str(v) for k, v in tags.items()})
+        return ScenarioOptions(
+            raw, None, thresholds, tuple(fleets), {k: str(v) for k, v in tags.items()}, split
+        )
     try:
         if duration_override_s is not None:
             raw = _scale_duration(raw, duration_override_s)
@@ -150,7 +160,7 @@ def parse_scenario_options(
         spec = ExecutorSpec.from_options(engine_options)
     except (ExecutorOptionError, KeyError, TypeError) as exc:
         raise ScenarioOptionError(str(exc)) from None
-    return ScenarioOptions(raw, spec, thresholds, tuple(fleets), {k: str(v) for k, v in tags.items()})
+    return ScenarioOptions(raw, spec, thresholds, tuple(fleets), str_tags, split)
 
 
 def marker_options(item: pytest.Item) -> dict[str, Any] | None:

@@ -53,6 +53,8 @@ class PhaseSplitter(Protocol):
 
 
 SPLITTER = pytest.StashKey[PhaseSplitter]()
+#: set on the items whose phases split (the others, e.g. ``split=False``, run whole where they run)
+SPLIT_ITEM = pytest.StashKey[bool]()
 
 
 def share_runs(runs: Iterable[Any], share: Share) -> list[Any]:

@@ -12,19 +12,24 @@ import time
 
 import pytest
 
-from pytest_certload.split import SPLITTER, Share
+from pytest_certload.session import OPTIONS
+from pytest_certload.split import SPLIT_ITEM, SPLITTER, Share
 from pytest_certload.verdict import PhaseVerdict
 from pytest_certload.xdist.barrier import ask
 from pytest_certload.xdist.mode import WORKERINPUT_KEY
 
 
 def is_load_test(item: pytest.Item) -> bool:
-    """A test that runs load phases: it uses the ``certload`` fixture (with or without a marker).
+    """A test whose load splits across the workers: it uses the ``certload`` fixture (with or without
+    a marker), unless its marker says ``split=False`` (then it runs whole on one worker).
 
     Decided once, at collection: every such test goes to every worker and each runs its share, so
     no worker ever waits at a barrier for a test the others don't run.
     """
-    return "certload" in getattr(item, "fixturenames", ())
+    if "certload" not in getattr(item, "fixturenames", ()):
+        return False
+    options = item.stash.get(OPTIONS, None)
+    return options is None or options.split
 
 
 class BarrierSplitter:
@@ -72,7 +77,11 @@ class WorkerPlugin:
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         """Tell the controller which tests are load tests, before xdist reports the collection."""
-        load = [item.nodeid for item in session.items if is_load_test(item)]
+        load = []
+        for item in session.items:
+            if is_load_test(item):
+                load.append(item.nodeid)
+                item.stash[SPLIT_ITEM] = True
         message = {"op": "load_tests", "worker": self.splitter.worker, "nodeids": load}
         reply = ask(self.splitter.address, message, 60.0)
         if "error" in reply:

@@ -46,7 +46,15 @@ def test_interrupted_phase_is_in_the_summary(pytester: pytest.Pytester, signum: 
     pytester.makeini("[pytest]\ncertload_max_lag_p99_ms = 1000\ncertload_max_cpu_fraction = 8\n")
     pytester.makepyfile(test_long=LONG_PHASE)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--certload-summary=s.json", "test_long.py"],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "--certload-summary=s.json",
+            "test_long.py",
+        ],
         cwd=pytester.path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

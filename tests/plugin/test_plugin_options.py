@@ -93,7 +93,13 @@ BAD = [
     ({**CAR, "tags": ["nginx"]}, "dict of tag name"),
     ({**CAR, "tags": {"scenario": "x"}}, "may not set 'scenario'"),
     ({**CAR, "start_time": "1s", "startTime": "2s"}, "start_time once"),
+    ({**CAR, "split": "no"}, "split must be True"),
 ]
+
+
+def test_split_defaults_to_true_and_false_is_kept():
+    assert parse_scenario_options(CAR).split is True
+    assert parse_scenario_options({**CAR, "split": False}).split is False
 
 
 @pytest.mark.parametrize(("options", "words"), BAD, ids=[b[1] for b in BAD])

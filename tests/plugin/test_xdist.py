@@ -501,3 +501,40 @@ def test_tx_socket_generators_split_too(project, tmp_path):
     arrivals = [e for e in seen(project) if e["test"] == "test_arrivals"]
     assert {e["worker"] for e in arrivals} == {"gw0", "gw1"} and len(arrivals) == 40
     assert summary(project)["scenarios"]["test_arrivals"]["requests"] == 40
+
+
+WHOLE_AND_UNMARKED_SUITE = """
+import pytest
+
+@pytest.mark.certload(executor="constant-arrival-rate", rate=20, duration="1s", pre_allocated_vus=2,
+                      split=False)
+def test_whole(certload, server, log):
+    async def iteration(ctx):
+        log(k=ctx.iteration)
+        await ctx.request("GET", server + "/fast")
+    result = certload.run(iteration)
+    assert result.samples.select_counter("http_reqs") == 20  # all of it, on one worker
+
+def test_unmarked_run_many(certload, server, log):
+    async def iteration(ctx):
+        log(k=ctx.iteration)
+        await ctx.request("GET", server + "/fast")
+    opts = {"executor": "constant-arrival-rate", "rate": 20, "duration": "1s", "pre_allocated_vus": 2}
+    result = certload.run_many({"a": (iteration, opts)})
+    # the test body sees the merged phase: every worker's share
+    assert result.samples.select_counter("http_reqs", {"scenario": "a"}) == 20
+"""
+
+
+def test_split_false_runs_whole_on_one_worker_and_unmarked_load_tests_split(project):
+    project.makepyfile(test_whole=WHOLE_AND_UNMARKED_SUITE)
+    result = project.runpytest_subprocess(
+        "-n", "2", "--certload-summary=s.json", "--certload-barrier-timeout=60"
+    )
+    result.assert_outcomes(passed=2)
+    events = seen(project)
+    whole = [e for e in events if e["test"] == "test_whole"]
+    assert len({e["worker"] for e in whole}) == 1 and sorted(e["k"] for e in whole) == list(range(20))
+    unmarked = [e for e in events if e["test"] == "test_unmarked_run_many"]
+    assert {e["worker"] for e in unmarked} == {"gw0", "gw1"}  # split, not run whole on one worker
+    assert sorted(e["k"] for e in unmarked) == list(range(20))  # each arrival once

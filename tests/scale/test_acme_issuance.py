@@ -110,6 +110,7 @@ def test_acme_renewal(certload, acme_setup, request):
     pre_allocated_vus=10,
     max_vus=50,
     fleets=["acme_profile"],
+    split=False,  # one account is the subject: under xdist it runs whole on one worker
 )
 def test_acme_account_rate_limit(certload, acme_setup, request):
     """One account, new-order + finalize past certctl's 100 orders/hour: every 429 is a rateLimited
