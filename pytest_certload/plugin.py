@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 
 from pytest_certload import xdist as xdist_support
+from pytest_certload.report import options as report_options
+from pytest_certload.report import outputs as report_outputs
 from pytest_certload.runner import Certload, GeneratorSaturated
 from pytest_certload.scenario_options import ScenarioOptionError, marker_options, parse_scenario_options
 from pytest_certload.session import (
@@ -80,6 +82,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="do not verify TLS certificates of certctl and the targets (debugging only; never the default)",
     )
     xdist_support.add_options(group)
+    report_options.add_options(group)  # --certload-html, -progress, -save, -compare, -baseline-md
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -99,6 +102,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[DURATION] = None
     config.stash[HEALTH_BOUNDS] = health_bounds(config)
     config.stash[STATE] = SessionState(config.getoption("certload_summary"))
+    report_outputs.configure(config)  # certload reports: a bad --certload-compare-fail is a usage error
     if config.getoption("certload_list"):
         config.option.dist = "no"  # listing runs nothing: keep pytest-xdist from starting workers
         config.option.tx = []
@@ -189,6 +193,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
     if call.excinfo is not None and call.excinfo.errisinstance(GeneratorSaturated):
         report.certload_saturated = True
         report.longrepr = f"{SATURATED_PREFIX} {call.excinfo.value}"
+    report_outputs.after_call_report(item, report)  # JUnit properties, --certload-compare-fail
     return report
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from pytest_certload.report.progress import live_progress
 from pytest_certload.report.summary import scenario_seconds
 from pytest_certload.results import RunManyResult, ScenarioResult
 from pytest_certload.scenario_options import (
@@ -164,6 +165,86 @@ class Certload:
         phase = self._run_phase(parsed, phase_thresholds, ssl_context)
         return RunManyResult(phase)
 
+    # --- capacity search (pytest_certload/capacity/: the search; report/capacity.py: its output) ---------
+    def capacity(
+        self,
+        iteration: Any,
+        *,
+        name: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        fleet: Any | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        **overrides: Any,
+    ) -> Any:
+        """Search the highest rate at which the marker's thresholds hold; returns a CapacityResult.
+
+        The marker's ``capacity={...}`` (or ``capacity=True``) makes the test a capacity search: its
+        ``rate`` is the first step, its ``duration`` each step's length; keyword arguments override
+        its capacity options (``max_rate``, ``factor``, ``resolution``, ``confirm``, ``budget``, ...).
+        Each step is one ordinary phase (``_run_phase``: under xdist split and merged, and the merged
+        verdict decides). ``fleet`` (``capacity.agent_heartbeats()``, ...) puts the rates in fleet
+        terms. Raises GeneratorSaturated when the generator, not the server, ended the search before
+        any step failed.
+        """
+        import time
+
+        from pytest_certload import capacity as cap
+        from pytest_certload.report.capacity import (
+            announce,
+            plan_lines,
+            result_lines,
+            run_line,
+            summary_entry,
+        )
+        from pytest_certload.session import keep_capacity
+
+        options = self.options
+        if options is None or options.capacity is None:
+            pytest.fail(
+                f"{self._item.nodeid}: certload.capacity needs @pytest.mark.certload(executor="
+                "'constant-arrival-rate', rate=<first step>, duration=<step>, ..., capacity={...})",
+                pytrace=False,
+            )
+        try:
+            plan = options.capacity.updated(overrides) if overrides else options.capacity
+        except cap.CapacityOptionError as exc:
+            raise ScenarioOptionError(str(exc)) from None
+        name = name or scenario_name(self._item)
+        extra = {str(k): str(v) for k, v in (tags or {}).items()}
+        if "scenario" in extra:
+            raise ScenarioOptionError("capacity(tags=...) may not set 'scenario': pass name= instead")
+        phases: list[PhaseVerdict] = []
+
+        def step(rate: float, index: int) -> Any:
+            scenario, step_options = cap.step_options(options, plan, name, rate, index)
+            try:
+                phase = self._run_phase(
+                    {scenario: (iteration, step_options, extra)}, ThresholdSet(), ssl_context
+                )
+            except GeneratorSaturated:
+                phase = self.results[-1]
+            phase.inspected = True  # the search judged it
+            phases.append(phase)
+            return cap.judge_step(phase, scenario, rate, plan)
+
+        announce(self._config, plan_lines(name, plan))  # the bounds on rate and time, before any step
+        result = cap.search(
+            plan,
+            step,
+            name=name,
+            fleet=fleet,
+            pause=time.sleep,
+            on_run=lambda run: announce(self._config, [run_line(run)]),
+        )
+        entry = summary_entry(result, self._item.nodeid, phases[-1].stack if phases else None)
+        keep_capacity(self._config, self._item, entry)
+        announce(self._config, result_lines(result))
+        if result.status == "generator_saturated" and result.fails is None:
+            raise GeneratorSaturated(f"capacity {name}: {result.describe()}")
+        return result
+
+    # -------------------------------------------------------------------------------------------------------
+
     def _run_phase(
         self, scenarios: Scenarios, phase_thresholds: ThresholdSet, ssl_context: ssl.SSLContext | None
     ) -> PhaseVerdict:
@@ -188,13 +269,15 @@ class Certload:
             runs = share_runs(runs, share)
         check = abort_check(every)
         try:
-            measurement = run_phase(
-                runs,
-                ssl_context=ctx,
-                **lag_bound_for(every, self._config.stash[HEALTH_BOUNDS]),
-                **({"abort_check": check} if check is not None else {}),
-                **({"start_at": share.start_at} if share is not None else {}),
-            )
+            with live_progress(self._config, runs) as progress:  # one updating line per scenario
+                measurement = run_phase(
+                    runs,
+                    ssl_context=ctx,
+                    **lag_bound_for(every, self._config.stash[HEALTH_BOUNDS]),
+                    **({"abort_check": check} if check is not None else {}),
+                    **({"start_at": share.start_at} if share is not None else {}),
+                    **({"progress": progress} if progress is not None else {}),
+                )
         except BaseException as exc:  # Ctrl-C / SIGTERM mid-phase: the summary still gets what ran
             partial = getattr(exc, "certload_measurement", None)
             if partial is not None:

@@ -15,7 +15,7 @@ import pytest
 from pytest_certload.thresholds import ThresholdError, ThresholdSet, parse_thresholds
 
 #: marker keys that are not executor options
-SCENARIO_KEYS = {"thresholds", "fleets", "tags", "split"}
+SCENARIO_KEYS = {"thresholds", "fleets", "tags", "split", "capacity"}
 EXECUTOR_KEYS = {
     "executor", "rate", "time_unit", "duration", "vus", "stages", "pre_allocated_vus", "max_vus",
     "graceful_stop", "start_rate", "start_time", "start_offset", "max_iterations",
@@ -37,6 +37,7 @@ class ScenarioOptions:
     fleets: tuple[str, ...] = ()
     tags: Mapping[str, str] = field(default_factory=dict)
     split: bool = True  # under pytest-xdist: a share on every worker (False: whole on one worker)
+    capacity: Any | None = None  # capacity.CapacityPlan: capacity={...} makes the test a capacity search
 
     @property
     def target_rate_per_s(self) -> float | None:
@@ -56,6 +57,8 @@ class ScenarioOptions:
         unit = self.raw.get("time_unit", self.raw.get("timeUnit", "1s"))
         if spec.executor == "ramping-arrival-rate":
             return " -> ".join(f"{s.target:g}" for s in spec.stages) + f" / {unit}"
+        if self.capacity is not None:  # a capacity search climbs from the marker's rate
+            return f"{spec.rate:g} -> {self.capacity.max_rate * spec.time_unit:g} / {unit} (capacity)"
         return f"{spec.rate:g} / {unit}"
 
 
@@ -110,7 +113,7 @@ def parse_scenario_options(
         raise ScenarioOptionError(
             f"unknown certload option(s) {', '.join(sorted(unknown))}; use k6's scenario options "
             f"({', '.join(sorted(k for k in EXECUTOR_KEYS if '_' in k or k.islower()))}) "
-            "plus thresholds, fleets, tags, split"
+            "plus thresholds, fleets, tags, split, capacity"
         )
     raw = {k: v for k, v in options.items() if k in EXECUTOR_KEYS}
     try:
@@ -143,6 +146,11 @@ def parse_scenario_options(
             "tags may not set 'scenario': it is the scenario's name (pass name= to run())"
         )
     if "executor" not in raw:
+        if "capacity" in options:
+            raise ScenarioOptionError(
+                "capacity needs executor='constant-arrival-rate' with rate (the first step) and duration "
+                "(each step's length)"
+            )
         if require_executor:
             raise ScenarioOptionError(
                 "no executor: give executor='constant-arrival-rate' (or 'ramping-arrival-rate', "
@@ -160,7 +168,33 @@ def parse_scenario_options(
         spec = ExecutorSpec.from_options(engine_options)
     except (ExecutorOptionError, KeyError, TypeError) as exc:
         raise ScenarioOptionError(str(exc)) from None
-    return ScenarioOptions(raw, spec, thresholds, tuple(fleets), str_tags, split)
+    capacity = _capacity_plan(options, spec, duration_override_s) if "capacity" in options else None
+    return ScenarioOptions(raw, spec, thresholds, tuple(fleets), str_tags, split, capacity)
+
+
+def _capacity_plan(options: Mapping[str, Any], spec: Any, duration_override_s: float | None) -> Any:
+    """``capacity={...}``: the marker's rate is the first step, its duration each step's length
+    (--certload-duration shortens the steps and scales the budget by the same factor)."""
+    from pytest_certload.capacity import CapacityOptionError, parse_plan
+    from pytest_certload.engine.durations import parse_duration
+
+    if spec.executor != "constant-arrival-rate":
+        raise ScenarioOptionError(
+            "capacity needs executor='constant-arrival-rate' (its rate is the first step), "
+            f"not {spec.executor!r}"
+        )
+    written = parse_duration(options["duration"], "duration")
+    try:
+        return parse_plan(
+            options["capacity"],
+            start=spec.rate / spec.time_unit,
+            step_s=spec.duration,
+            graceful_stop_s=min(spec.graceful_stop, spec.duration),
+            time_unit=spec.time_unit,
+            scale=spec.duration / written if duration_override_s is not None else 1.0,
+        )
+    except CapacityOptionError as exc:
+        raise ScenarioOptionError(str(exc)) from None
 
 
 def marker_options(item: pytest.Item) -> dict[str, Any] | None:

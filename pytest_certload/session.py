@@ -19,6 +19,8 @@ from xml.etree import ElementTree
 
 import pytest
 
+from pytest_certload.report import outputs as report_outputs
+from pytest_certload.report.capacity import terminal_lines as capacity_lines
 from pytest_certload.report.machine import describe_machine
 from pytest_certload.report.summary import build_summary
 from pytest_certload.report.table import render_table, summary_lines
@@ -43,6 +45,7 @@ class SessionState:
     stack: dict[str, Any] | None = None
     interrupted: bool = False
     summary: dict[str, Any] | None = None
+    capacity: list[dict[str, Any]] = field(default_factory=list)  # capacity searches' summary entries
 
     def add(self, phase: PhaseVerdict) -> None:
         self.phases.setdefault(phase.id, phase)
@@ -59,11 +62,21 @@ PENDING = pytest.StashKey[list[PhaseVerdict]]()
 DURATION = pytest.StashKey[float | None]()
 #: generator saturation bounds from the ini file (run_phase keyword arguments)
 HEALTH_BOUNDS = pytest.StashKey[dict[str, float]]()
+#: capacity searches of an item not yet sent to the xdist controller (summary entries)
+CAPACITY_PENDING = pytest.StashKey[list[dict[str, Any]]]()
 
 
 def is_worker(config: pytest.Config) -> bool:
     """Is this process a pytest-xdist worker?"""
     return hasattr(config, "workerinput")
+
+
+def keep_capacity(config: pytest.Config, item: pytest.Item, entry: dict[str, Any]) -> None:
+    """A capacity search's summary entry: kept for this process's summary; on an xdist worker it
+    also travels to the controller with the test's call report (SessionPlugin below)."""
+    config.stash[STATE].capacity.append(entry)
+    if is_worker(config):
+        item.stash.setdefault(CAPACITY_PENDING, []).append(entry)
 
 
 def health_bounds(config: pytest.Config) -> dict[str, float]:
@@ -164,8 +177,21 @@ class SessionPlugin:
                 print(line)
         return True
 
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]):
+        """On an xdist worker: the test's capacity searches travel with its call report."""
+        report = yield
+        pending = item.stash.get(CAPACITY_PENDING, None)
+        if pending and report.when == "call":
+            report.certload_capacity = list(pending)
+            pending.clear()
+        return report
+
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """On the xdist controller: adopt the judged phases a worker attached to its report."""
+        capacity = getattr(report, "certload_capacity", None)
+        if capacity and not is_worker(self.config):  # a worker's capacity searches (one report per test)
+            self.state.capacity += [e for e in capacity if e not in self.state.capacity]
         phases = getattr(report, "certload_phases", None)
         if not phases or is_worker(self.config):
             return
@@ -176,7 +202,8 @@ class SessionPlugin:
 
     def write_summary(self, exitstatus: int | None) -> None:
         state = self.state
-        if is_worker(self.config) or not (state.phases or state.summary_path):
+        wanted = report_outputs.wanted(self.config)  # --certload-html, -save, -baseline-md, -compare
+        if is_worker(self.config) or not (state.phases or state.summary_path or wanted):
             return
         state.summary = build_summary(
             list(state.phases.values()),
@@ -188,8 +215,13 @@ class SessionPlugin:
             stdout_tty=sys.stdout.isatty(),
             duration_override_s=self.config.stash[DURATION],
         )
+        if state.capacity:  # capacity searches: interval, curve, fleet (report/capacity.py)
+            state.summary["capacity"] = list(state.capacity)
         if state.summary_path:
             write_json_atomic(state.summary_path, state.summary)
+        report_outputs.write_outputs(
+            self.config, state.summary, list(state.phases.values()), state.interrupted
+        )
 
     def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
         self.state.interrupted = True
@@ -209,10 +241,14 @@ class SessionPlugin:
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         state = self.state
-        if state.summary is None or not state.phases:
-            return
-        terminalreporter.section("certload")
-        for line in summary_lines(state.summary):
-            terminalreporter.write_line(line)
-        if state.summary_path:
-            terminalreporter.write_line(f"summary written to {state.summary_path}")
+        if state.summary is not None and state.phases:
+            terminalreporter.section("certload")
+            for line in summary_lines(state.summary):
+                terminalreporter.write_line(line)
+            if state.summary_path:
+                terminalreporter.write_line(f"summary written to {state.summary_path}")
+        if state.capacity:  # capacity searches: interval, fleet, curve (report/capacity.py)
+            terminalreporter.section("certload capacity")
+            for line in capacity_lines(state.capacity):
+                terminalreporter.write_line(line)
+        report_outputs.terminal_summary(self.config, terminalreporter)  # comparison, files written

@@ -8,11 +8,14 @@ export DEBIAN_FRONTEND=noninteractive
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
 need_pkgs=()
-for pair in initdb:postgresql nginx:nginx apache2:apache2 haproxy:haproxy openssl:openssl; do
+# chromium: headless, renders the --certload-html report in tests/plugin/test_report_html.py
+for pair in initdb:postgresql nginx:nginx apache2:apache2 haproxy:haproxy openssl:openssl chromium:chromium; do
   bin=${pair%%:*}; pkg=${pair##*:}
   if ! command -v "$bin" >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/"$bin" >/dev/null 2>&1 \
      && ! [ -x "/usr/sbin/$bin" ]; then need_pkgs+=("$pkg"); fi
 done
+# Chromium only recommends fonts (installed here without recommends): text needs one font at least
+if [[ " ${need_pkgs[*]} " == *" chromium "* ]]; then need_pkgs+=(fonts-dejavu-core); fi
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "bootstrap: installing ${need_pkgs[*]}"
   $SUDO apt-get update -qq

@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import ssl
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from time import monotonic_ns
 
@@ -17,6 +18,13 @@ from pytest_certload.engine.http import DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT
 from pytest_certload.engine.recording import ScenarioRecorder
 from pytest_certload.engine.scenario import LATE_START_TOLERANCE_NS, ScenarioRun, ScenarioRuntime
 from pytest_certload.stats import PhaseSamples, Recorder
+from pytest_certload.stats.timeline import TIMELINE_KEY, TimelineRecorder
+
+# Progress callback: called on the loop about once a second, and once more at the end (final=True),
+# with the seconds since time zero, the phase's TimelineRecorder and the Recorder's trend arrays.
+Progress = Callable[[float, TimelineRecorder, dict, bool], None]
+#: per-second marks (stats/timeline.py); benchmarks/bench_progress.py turns them off to measure them
+TIMELINE = True
 
 # Scenarios are set up before the first arrival is due, so arrival 0 is not late by set-up time.
 _START_LEAD_NS = 20_000_000
@@ -57,6 +65,7 @@ def run_phase(
     max_cpu_fraction: float = MAX_CPU_FRACTION,
     start_at: float | None = None,
     abort_check: AbortCheck | None = None,
+    progress: Progress | None = None,
 ) -> PhaseMeasurement:
     """Run ``runs`` to completion in a fresh event loop (uvloop when present) and return the outcome.
 
@@ -69,6 +78,9 @@ def run_phase(
     end of its duration (in-flight iterations get the graceful stop) and becomes
     ``PhaseMeasurement.aborted``. When Ctrl-C or SIGTERM cuts the phase short, the exception carries
     what was measured until then as ``exc.certload_measurement`` (``interrupted`` set).
+
+    Once a second the phase marks where every series stands (``meta["timeline"]``, for per-second
+    reports) and calls ``progress`` (a live display), if given, on the loop.
     """
     factory = event_loop_factory(use_uvloop)
     partial: list[PhaseMeasurement] = []
@@ -86,6 +98,7 @@ def run_phase(
                     max_cpu_fraction=max_cpu_fraction,
                     start_at=start_at,
                     abort_check=abort_check,
+                    progress=progress,
                     interrupted_out=partial,
                 )
             )
@@ -107,6 +120,7 @@ async def run_phase_async(
     max_cpu_fraction: float = MAX_CPU_FRACTION,
     start_at: float | None = None,
     abort_check: AbortCheck | None = None,
+    progress: Progress | None = None,
     interrupted_out: list[PhaseMeasurement] | None = None,
 ) -> PhaseMeasurement:
     """The same as :func:`run_phase`, inside an already running loop.
@@ -136,6 +150,42 @@ async def run_phase_async(
         watch = AbortWatch(abort_check, PhaseSnapshot(recorder, executors), executors, t0)
         watch.start()
 
+    # --- per-second marks and live progress (stats/timeline.py) -------------------------------------
+    timeline = TimelineRecorder()
+    cpu0 = time.process_time()
+    shown: list[Progress] = [progress] if progress is not None else []
+
+    def mark(final: bool = False) -> None:
+        counters: dict = {}
+        rates: dict = {}
+        for executor in executors:
+            rt = executor.runtime
+            extra = {**iteration_counts(executor), "started_iterations": rt.started}
+            extra["scheduled_iterations"] = getattr(executor, "scheduled", rt.started)
+            pending_counters, pending_rates = rt.recorder.pending(extra)
+            counters.update(pending_counters)
+            rates.update(pending_rates)
+        elapsed = (monotonic_ns() - t0) / 1e9
+        timeline.mark(elapsed, recorder.trends, counters, rates, time.process_time() - cpu0, monitor.lags)
+        for show in shown:
+            try:
+                show(elapsed, timeline, recorder.trends, final)
+            except Exception as exc:  # a broken display must not take the phase down
+                shown.clear()
+                warnings.warn(f"certload progress display off: {type(exc).__name__}: {exc}", stacklevel=1)
+
+    async def clock() -> None:
+        second = 1
+        while True:
+            delay = t0 + second * 1_000_000_000 - monotonic_ns()
+            if delay > 0:
+                await asyncio.sleep(delay / 1e9)
+            mark()
+            second = max(second + 1, (monotonic_ns() - t0) // 1_000_000_000 + 1)
+
+    ticker = asyncio.get_running_loop().create_task(clock()) if TIMELINE else None
+    # ---------------------------------------------------------------------------------------------------
+
     # a scenario's load begins at time zero, not when its coroutine starts waiting for it (xdist
     # workers wait up to a few hundred ms for a shared start_at): the summary's rates use this
     t0_wall = time.time() + (t0 - monotonic_ns()) / 1e9
@@ -152,6 +202,8 @@ async def run_phase_async(
     async def close() -> tuple[GeneratorHealth, float]:
         """Stop the watchers and the client once (normal end, or interrupted mid-phase)."""
         if not closed:
+            if ticker is not None:
+                ticker.cancel()
             if watch is not None:
                 await watch.close()
             health = monitor.stop()
@@ -163,6 +215,8 @@ async def run_phase_async(
 
     def measurement(health: GeneratorHealth, wall_end: float, interrupted: str | None) -> PhaseMeasurement:
         scenarios = {}
+        if TIMELINE:
+            mark(final=True)  # before the counts below are flushed into the Recorder
         for executor in executors:
             rt = executor.runtime
             rec = rt.recorder
@@ -183,6 +237,8 @@ async def run_phase_async(
             "abort_watch": watch.meta() if watch is not None else None,
             "interrupted": interrupted,
         }
+        if TIMELINE:
+            meta[TIMELINE_KEY] = timeline.to_meta()
         aborted = watch.reason if watch is not None else None
         return PhaseMeasurement(recorder.samples(meta), health, aborted, interrupted)
 
