@@ -25,6 +25,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 from cryptography.x509.verification import DNSName, PolicyBuilder, Store, VerificationError
 
+from pytest_certload.stack.tls import self_signed_ca
+
 ISSUER_ID = "iss-local"
 #: the row certctl's seed (and the plugin's ensure_demo_rows) gives iss-local
 ISSUER_NAME = "Local Dev CA"
@@ -153,35 +155,7 @@ class IssuerCA:
     @classmethod
     def create(cls, directory: Path, common_name: str = "pytest-certload ACME issuer CA") -> IssuerCA:
         directory.mkdir(parents=True, exist_ok=True)
-        key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-        now = dt.datetime.now(dt.UTC)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(hours=1))
-            .not_valid_after(now + dt.timedelta(days=3650))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .sign(key, hashes.SHA256())
-        )
+        cert, key = self_signed_ca(common_name)
         cert_path, key_path = directory / "issuer-ca.pem", directory / "issuer-ca.key"
         cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

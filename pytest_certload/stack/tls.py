@@ -8,15 +8,19 @@ stranger listening on the same port cannot pass for our service.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import os
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import trustme
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
@@ -87,3 +91,49 @@ def presented_fingerprint(host: str, port: int, timeout: float = 2.0) -> str:
     if der is None:
         raise ssl.SSLError(f"{host}:{port} presented no certificate")
     return fingerprint_of_der(der)
+
+
+def self_signed_ca(
+    common_name: str,
+    *,
+    path_length: int | None = 0,
+    subject_key_id: Callable[[ec.EllipticCurvePublicKey], bytes] | None = None,
+    backdate: dt.timedelta = dt.timedelta(hours=1),
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A P-256 CA certificate and its key, valid ten years (the ACME issuer CA, the stand-in's own).
+
+    ``subject_key_id(public_key)`` defaults to RFC 5280's SHA-1 of the key; the stand-in passes certctl's.
+    """
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = dt.datetime.now(dt.UTC)
+    ski = (
+        x509.SubjectKeyIdentifier(subject_key_id(key.public_key()))
+        if subject_key_id is not None
+        else x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    )
+    usage = x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=True,
+        crl_sign=True,
+        encipher_only=False,
+        decipher_only=False,
+    )
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - backdate)
+        .not_valid_after(now + dt.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+        .add_extension(usage, critical=True)
+        .add_extension(ski, critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return cert, key

@@ -25,9 +25,10 @@ import psycopg
 from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from pytest_certload.stack.tls import self_signed_ca
 from pytest_certload.standin.gocompat import DecodeError, as_string, go_time
 from pytest_certload.standin.pool import PoolSlot
 from pytest_certload.standin.repository import acme as repo
@@ -89,23 +90,8 @@ def _ski(public_key: Any) -> bytes:
 
 
 def _ephemeral_ca(common_name: str) -> CA:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=3650))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True
-        )
-        .add_extension(x509.SubjectKeyIdentifier(_ski(key.public_key())), critical=False)
-        .sign(key, hashes.SHA256())
+    cert, key = self_signed_ca(
+        common_name, path_length=None, subject_key_id=_ski, backdate=dt.timedelta(minutes=5)
     )
     return CA(cert, key, cert.public_bytes(serialization.Encoding.PEM).decode())
 

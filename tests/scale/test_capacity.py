@@ -9,7 +9,8 @@ climbs x2 from the marker's ``rate`` and bisects to 5 % (pytest_certload/capacit
 ``--certload-duration=3s`` (CI) makes every step 3 s and scales the budget alike (2 min -> 36 s), so
 a search takes well under a minute; it may then end on its budget before the resolution: the
 interval it reports is still true, and says so. For a measurement, give the search room:
-``CERTLOAD_CAPACITY_BUDGET=10m`` (a k6 duration, read here) replaces the budget.
+``CERTLOAD_CAPACITY_BUDGET=10m`` (a k6 duration, read here) replaces the budget. A shortened run also
+caps the highest step at ``SHORT_RUN_MAX_RATE``: it checks the search, not the machine's limits.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ HEARTBEAT_THRESHOLDS = {"http_req_duration": ["p(95)<500", "p(99)<1000"], "http_
 ISSUANCE_THRESHOLDS = {"http_req_duration": ["p(95)<2000", "p(99)<5000"], "http_req_failed": ["rate<0.01"]}
 LIST_THRESHOLDS = {"http_req_duration": ["p(95)<800", "p(99)<2000"], "http_req_failed": ["rate<0.01"]}
 RESOLUTION = 0.05
+#: with --certload-duration (CI): the highest step, below where one generator saturates on 2 shared cores
+SHORT_RUN_MAX_RATE = 800
 
 
 def scenario(name, rate, max_rate, thresholds, fleets=()):
@@ -62,8 +65,14 @@ def test_capacity(certload, certload_stack, certload_fleets, name, request):
         fleet = capacity.certificate_renewals(47, 30, what="certificate creation (POST /api/v1/certificates)")
     else:  # a read with no fleet meaning: the interval and the curve only
         iteration, fleet = api.list_certificates(certload_stack), None
-    budget = os.environ.get("CERTLOAD_CAPACITY_BUDGET")
-    result = certload.capacity(iteration, name=name, fleet=fleet, **({"budget": budget} if budget else {}))
+    overrides = {}
+    if os.environ.get("CERTLOAD_CAPACITY_BUDGET"):
+        overrides["budget"] = os.environ["CERTLOAD_CAPACITY_BUDGET"]
+    if request.config.getoption("certload_duration"):
+        # a shortened (functional) run checks the search, not this machine's limits: on 2 shared cores
+        # one generator saturates near 3,200 heartbeats/s against the stand-in, which is an ERROR by design
+        overrides["max_rate"] = SHORT_RUN_MAX_RATE
+    result = certload.capacity(iteration, name=name, fleet=fleet, **overrides)
     request.node.user_properties.append(("capacity", result.describe()))
     result.assert_found()
     assert result.runs and all(r.stats["p95_ms"] is not None for r in result.runs if not r.saturated)
