@@ -22,6 +22,7 @@ from pytest_certload.report import outputs as report_outputs
 from pytest_certload.runner import Certload, GeneratorSaturated
 from pytest_certload.scenario_options import ScenarioOptionError, marker_options, parse_scenario_options
 from pytest_certload.session import (
+    CAPACITY_PENDING,
     DURATION,
     HEALTH_BOUNDS,
     OPTIONS,
@@ -186,10 +187,14 @@ def pytest_collection_modifyitems(
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
     report = yield
-    pending = item.stash.get(PENDING, [])
-    if pending and is_worker(item.config):
-        report.certload_phases = [p.to_dict() for p in pending]  # travels to the xdist controller
-        pending.clear()
+    if is_worker(item.config):  # judged phases and capacity searches travel to the xdist controller
+        pending, searches = item.stash.get(PENDING, []), item.stash.get(CAPACITY_PENDING, [])
+        if pending:
+            report.certload_phases = [p.to_dict() for p in pending]
+            pending.clear()
+        if searches:
+            report.certload_capacity = list(searches)
+            searches.clear()
     if call.excinfo is not None and call.excinfo.errisinstance(GeneratorSaturated):
         report.certload_saturated = True
         report.longrepr = f"{SATURATED_PREFIX} {call.excinfo.value}"

@@ -12,6 +12,7 @@ raises :class:`GeneratorSaturated` (reported as an ERROR, not a failure).
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 import warnings
 from collections.abc import Mapping
@@ -281,7 +282,8 @@ class Certload:
         except BaseException as exc:  # Ctrl-C / SIGTERM mid-phase: the summary still gets what ran
             partial = getattr(exc, "certload_measurement", None)
             if partial is not None:
-                self._keep(self._judge(partial, scenarios, scoped, phase_thresholds, share, stack))
+                with contextlib.suppress(Exception):  # never let judging replace the interruption
+                    self._keep(self._judge(partial, scenarios, scoped, phase_thresholds, share, stack))
             raise
         phase = self._keep(self._judge(measurement, scenarios, scoped, phase_thresholds, share, stack))
         if share is not None:  # the test body sees the whole phase: every worker's share, merged

@@ -45,6 +45,7 @@ class SessionState:
     stack: dict[str, Any] | None = None
     interrupted: bool = False
     summary: dict[str, Any] | None = None
+    outputs_written: bool = False  # HTML, saved run, baseline page: once per session
     capacity: list[dict[str, Any]] = field(default_factory=list)  # capacity searches' summary entries
 
     def add(self, phase: PhaseVerdict) -> None:
@@ -73,7 +74,7 @@ def is_worker(config: pytest.Config) -> bool:
 
 def keep_capacity(config: pytest.Config, item: pytest.Item, entry: dict[str, Any]) -> None:
     """A capacity search's summary entry: kept for this process's summary; on an xdist worker it
-    also travels to the controller with the test's call report (SessionPlugin below)."""
+    also travels to the controller with the test's report (plugin.pytest_runtest_makereport)."""
     config.stash[STATE].capacity.append(entry)
     if is_worker(config):
         item.stash.setdefault(CAPACITY_PENDING, []).append(entry)
@@ -177,16 +178,6 @@ class SessionPlugin:
                 print(line)
         return True
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]):
-        """On an xdist worker: the test's capacity searches travel with its call report."""
-        report = yield
-        pending = item.stash.get(CAPACITY_PENDING, None)
-        if pending and report.when == "call":
-            report.certload_capacity = list(pending)
-            pending.clear()
-        return report
-
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """On the xdist controller: adopt the judged phases a worker attached to its report."""
         capacity = getattr(report, "certload_capacity", None)
@@ -219,9 +210,11 @@ class SessionPlugin:
             state.summary["capacity"] = list(state.capacity)
         if state.summary_path:
             write_json_atomic(state.summary_path, state.summary)
-        report_outputs.write_outputs(
-            self.config, state.summary, list(state.phases.values()), state.interrupted
-        )
+        if not state.outputs_written:  # after Ctrl-C, sessionfinish only refreshes the summary's exit status
+            state.outputs_written = True
+            report_outputs.write_outputs(
+                self.config, state.summary, list(state.phases.values()), state.interrupted
+            )
 
     def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
         self.state.interrupted = True

@@ -129,7 +129,8 @@ class _Search:
             self.holds = rate
             if rate >= plan.max_rate:
                 return "holds_at_max"
-            rate = min(nice_rate(rate * plan.factor), plan.max_rate)
+            nxt = nice_rate(rate * plan.factor)  # rounding must never hold the ramp on one rate
+            rate = min(nxt if nxt > rate else rate * plan.factor, plan.max_rate)
         if self.holds is None:
             return "fails_at_start"
         while self.fails / self.holds > 1.0 + plan.resolution + 1e-12:  # bisect to the resolution

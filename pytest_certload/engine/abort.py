@@ -27,6 +27,7 @@ from array import array
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from time import monotonic_ns, perf_counter_ns
+from typing import Any
 
 import numpy as np
 
@@ -73,8 +74,25 @@ class _Capture:
         self.tails, self.rates, self.counters, self.meta = tails, rates, counters, meta
 
 
+def live_counts(
+    recorder: Recorder, executors: Sequence, extra: Callable[[Any], dict] = iteration_counts
+) -> tuple[dict, dict]:
+    """Counters and rates as of now: what the Recorder holds (custom ``ctx.rate``/``ctx.check`` go
+    there directly) plus what each scenario still buffers, with ``extra(executor)`` counts added."""
+    rates = {k: (v[0], v[1]) for k, v in recorder.rates.items()}
+    counters = dict(recorder.counters)
+    for executor in executors:
+        pending_counters, pending_rates = executor.runtime.recorder.pending(extra(executor))
+        for k, n in pending_counters.items():
+            counters[k] = counters.get(k, 0) + n
+        for k, (trues, total) in pending_rates.items():
+            t0, n0 = rates.get(k, (0, 0))
+            rates[k] = (t0 + trues, n0 + total)
+    return counters, rates
+
+
 class PhaseSnapshot:
-    """Mid-phase RunManyResult of one phase's Recorder and executors.
+    """Mid-phase PhaseSamples of one phase's Recorder and executors.
 
     ``capture`` runs on the loop and copies only what is new since the previous capture; ``build``
     (any one thread at a time, e.g. the abort-check worker) appends that to the mirrors and makes
@@ -99,15 +117,7 @@ class PhaseSnapshot:
                 with memoryview(values) as whole:
                     tails[key] = np.frombuffer(whole, dtype=np.int64, count=m - n, offset=n * 8).copy()
                 taken[key] = m
-        rates = {k: (v[0], v[1]) for k, v in rec.rates.items()}
-        counters = dict(rec.counters)
-        for executor in self._executors:
-            pending_counters, pending_rates = executor.runtime.recorder.pending(iteration_counts(executor))
-            for k, n in pending_counters.items():
-                counters[k] = counters.get(k, 0) + n
-            for k, (trues, total) in pending_rates.items():
-                t0, n0 = rates.get(k, (0, 0))
-                rates[k] = (t0 + trues, n0 + total)
+        counters, rates = live_counts(rec, self._executors)
         return _Capture(tails, rates, counters, dict(meta or {}))
 
     def build(self, capture: _Capture) -> PhaseSamples:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from time import monotonic_ns
 
-from pytest_certload.engine.abort import AbortCheck, AbortWatch, PhaseSnapshot
+from pytest_certload.engine.abort import AbortCheck, AbortWatch, PhaseSnapshot, live_counts
 from pytest_certload.engine.executors import iteration_counts, make_executor
 from pytest_certload.engine.health import MAX_CPU_FRACTION, MAX_LAG_P99_MS, GeneratorHealth, HealthMonitor
 from pytest_certload.engine.http import DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT, HttpClient
@@ -155,16 +155,14 @@ async def run_phase_async(
     cpu0 = time.process_time()
     shown: list[Progress] = [progress] if progress is not None else []
 
+    def counts_now(executor) -> dict:
+        rt = executor.runtime
+        scheduled = getattr(executor, "scheduled", rt.started)
+        started = {"started_iterations": rt.started, "scheduled_iterations": scheduled}
+        return {**iteration_counts(executor), **started}
+
     def mark(final: bool = False) -> None:
-        counters: dict = {}
-        rates: dict = {}
-        for executor in executors:
-            rt = executor.runtime
-            extra = {**iteration_counts(executor), "started_iterations": rt.started}
-            extra["scheduled_iterations"] = getattr(executor, "scheduled", rt.started)
-            pending_counters, pending_rates = rt.recorder.pending(extra)
-            counters.update(pending_counters)
-            rates.update(pending_rates)
+        counters, rates = live_counts(recorder, executors, counts_now)
         elapsed = (monotonic_ns() - t0) / 1e9
         timeline.mark(elapsed, recorder.trends, counters, rates, time.process_time() - cpu0, monitor.lags)
         for show in shown:

@@ -14,6 +14,7 @@ Raw samples, not histograms: a later comparison bootstraps percentiles from them
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -117,7 +118,8 @@ def save_run(run: SavedRun, path: str | os.PathLike[str]) -> Path:
     phases = []
     blobs: list[tuple[str, bytes]] = []
     for phase in run.phases:
-        data = phase.to_dict()
+        # the trend arrays go to their own members below: serialise the phase without them
+        data = dataclasses.replace(phase, samples=dataclasses.replace(phase.samples, trends={})).to_dict()
         trends = []
         for (name, tags), values in phase.samples.trends.items():
             member = f"trends/{len(blobs):06d}.i8"

@@ -117,7 +117,9 @@ def scale_baseline_markdown(
         ]
         cells += [_percent(entry.get("error_rate")), RSS_NOT_MEASURED, "; ".join(notes)]
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
-        for step, stats, error_rate in _step_rows(phases, name):
+        test = entry.get("test")
+        plain = name.removesuffix(f" ({test})")  # build_summary keys a repeated name "name (nodeid)"
+        for step, stats, error_rate in _step_rows([p for p in phases if p.nodeid == test], plain):
             cells = [
                 f"**{name}** {step}",
                 f"`{run_id}`",

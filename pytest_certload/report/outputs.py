@@ -184,11 +184,8 @@ def write_outputs(
     outputs.messages.clear()
     commit = store.commit_info(config.rootpath)
     save_name = config.getoption("certload_save")
-    if save_name is None and config.getoption("certload_autosave") and not interrupted:
-        # called again after Ctrl-C's own call: keep the name chosen the first time
-        save_name = (
-            store.run_name(outputs.saved) if outputs.saved else store.autosave_name(outputs.storage, commit)
-        )
+    if save_name is None and config.getoption("certload_autosave") and not interrupted and phases:
+        save_name = store.autosave_name(outputs.storage, commit)  # a run with no phase is no baseline
     info = run_info(config, summary, save_name, interrupted, commit)
     if outputs.compare and outputs.baseline_path is not None:
         try:

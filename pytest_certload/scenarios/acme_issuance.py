@@ -67,6 +67,8 @@ from pytest_certload.scenarios.common import ACME_PROFILE, auth_headers, json_by
 from pytest_certload.stack.model import Stack
 
 DOMAIN = "acme.certload.test"
+#: an iteration that waited for an account another iteration was creating
+ACCOUNT_WAIT_TREND = "acme_account_wait_duration"
 STEP_TRENDS = {
     "new_account": "acme_new_account_duration",
     "new_order": "acme_new_order_duration",
@@ -185,10 +187,13 @@ class AcmeScenario:
         index = (i // (k * m)) * k + i % k
         pending = self.rolling.get(index)
         if pending is not None:  # created (or being created) by an earlier iteration
-            return await asyncio.shield(pending)
+            waited = not pending.done()
+            account = await asyncio.shield(pending)
+            if waited:  # time spent waiting for another iteration's new-account is not new-order's
+                clock.lap(ACCOUNT_WAIT_TREND)
+            return account
         pending = self.rolling[index] = asyncio.get_running_loop().create_future()
         key = AccountKey(self.account_alg)
-        self.account_ids.append(key.account_id)
         try:
             account = await self.client.new_account(ctx, key)
         except BaseException as exc:
@@ -200,6 +205,7 @@ class AcmeScenario:
                 pending.exception()  # retrieved: waiters get it, the loop does not log it
             raise
         pending.set_result(account)
+        self.account_ids.append(key.account_id)  # only accounts certctl created
         clock.lap(STEP_TRENDS["new_account"])
         return account
 
@@ -317,6 +323,8 @@ class AcmeScenario:
 
         async def iteration(ctx) -> None:
             self._touch(ctx)
+            if not self.pool:
+                raise ValueError("rate_limit() drives one pooled account: build the scenario with accounts=1")
             account = self.pool[0]
             clock = StepClock(ctx)
             try:

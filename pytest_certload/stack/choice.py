@@ -19,6 +19,7 @@ import dataclasses
 from pytest_certload.stack import docker as docker_provider
 from pytest_certload.stack.model import STANDIN_CAVEAT
 from pytest_certload.stack.options import RELEASE_IMAGE, StackOptions
+from pytest_certload.stack.secret import mask_dsn
 
 __all__ = ["RELEASE_IMAGE", "banner_lines", "explicit_target", "resolve"]
 
@@ -80,7 +81,7 @@ def explicit_target(opts: StackOptions) -> str:
         "standin": "the certctl stand-in",
         "image": f"image {opts.certctl_image}",
         "bin": f"binary {opts.certctl_bin}",
-        "url": f"the certctl at {opts.certctl_url}",
+        "url": f"the certctl at {mask_dsn(opts.certctl_url or '')}",  # a URL may carry a password
     }[opts.certctl]
 
 

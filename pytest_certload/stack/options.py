@@ -76,12 +76,6 @@ class StackOptions:
             self.dsn = DsnSecret(self.dsn)
 
     @property
-    def wants_real_certctl(self) -> bool:
-        return self.certctl in ("bin", "image") or (
-            self.certctl == "auto" and (self.certctl_bin is not None or self.certctl_image is not None)
-        )
-
-    @property
     def server_kind(self) -> str:
         """What the providers start: "bin", "image", "standin" (or "url": nothing, attach).
 
@@ -93,13 +87,6 @@ class StackOptions:
         if self.certctl_bin is not None:
             return "bin"
         return "image" if self.certctl_image is not None else "standin"
-
-    @property
-    def certctl_choice(self) -> str:
-        """The choice in --certctl's own spelling: 'auto', 'standin', 'image:REF', 'bin:PATH', 'url:URL'."""
-        values = {"image": self.certctl_image, "bin": self.certctl_bin, "url": self.certctl_url}
-        value = values.get(self.certctl)
-        return f"{self.certctl}:{value}" if value is not None else self.certctl
 
 
 def add_options(parser: pytest.Parser) -> None:

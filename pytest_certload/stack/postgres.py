@@ -149,6 +149,7 @@ class NativePostgres:
         run_as = "postgres" if os.geteuid() == 0 else None
         settings = server_settings(self.profile)  # checks the profile before anything is created
         datadir = Path(tempfile.mkdtemp(prefix="certload-pg-", dir=data_parent(self.profile)))
+        self._datadir = datadir  # stop() removes it whatever fails below
         self.data_fs = filesystem_type(datadir)
         sockdir = datadir / "sock"
         sockdir.mkdir()
@@ -173,8 +174,10 @@ class NativePostgres:
             "UTF8",
             "--locale=C",
         ]
-        res = subprocess.run(initdb, capture_output=True, text=True, user=run_as, timeout=120)
-        pwfile.unlink()
+        try:
+            res = subprocess.run(initdb, capture_output=True, text=True, user=run_as, timeout=120)
+        finally:
+            pwfile.unlink(missing_ok=True)
         if res.returncode != 0:
             raise ComponentFailed(
                 "postgresql", " ".join(initdb), "initdb failed", (res.stdout + res.stderr)[-2000:]
@@ -190,7 +193,6 @@ class NativePostgres:
         ]
         for key, value in settings.items():
             argv += ["-c", f"{key}={value}"]
-        self._datadir = datadir
         self.process = ManagedProcess(
             "postgresql", argv, self.workdir / "logs" / "postgresql.log", user=run_as, stop_signal=2
         )  # SIGINT: fast shutdown

@@ -37,7 +37,7 @@ MIN_SCRUB_LEN = 3  # shorter fragments are not replaced in free text (they would
 class Secret:
     """A string value that never shows itself; :meth:`reveal` is the only way out."""
 
-    __slots__ = ("_value",)
+    __slots__ = ("_parts", "_value")
 
     def __init__(self, value: str | Secret) -> None:
         if isinstance(value, Secret):
@@ -45,11 +45,17 @@ class Secret:
         if not isinstance(value, str):
             raise TypeError(f"{type(self).__name__} wraps a str, not {type(value).__name__}")
         object.__setattr__(self, "_value", value)
+        object.__setattr__(self, "_parts", ())
 
     @classmethod
     def compose(cls, template: str, *parts: Secret | str) -> Secret:
-        """``template.format(*parts)`` with the parts revealed, as a new Secret (never a plain str)."""
-        return cls(template.format(*(p._value if isinstance(p, Secret) else p for p in parts)))
+        """``template.format(*parts)`` with the parts revealed, as a new Secret (never a plain str).
+
+        The secret parts are remembered, so output that shows one of them alone is scrubbed too.
+        """
+        made = cls(template.format(*(p._value if isinstance(p, Secret) else p for p in parts)))
+        object.__setattr__(made, "_parts", tuple(p for p in parts if isinstance(p, Secret)))
+        return made
 
     def reveal(self) -> str:
         """The plain text. Call it only where it goes onto the wire, and do not keep the result."""
@@ -60,8 +66,9 @@ class Secret:
         return MASK
 
     def fragments(self) -> tuple[str, ...]:
-        """Substrings that must not appear in output (see :func:`scrub`)."""
-        return (self._value,) if self._value else ()
+        """Substrings that must not appear in output (see :func:`scrub`): the value and its parts'."""
+        own = (self._value,) if self._value else ()
+        return own + tuple(f for part in self._parts for f in part.fragments())
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.masked()!r})"

@@ -233,17 +233,17 @@ def stack_from_wire(public: dict, secrets: dict) -> Stack:
 
 def write_shared(directory: Path, stack: Stack, handle: TeardownHandle, name: str = DEFAULT_NAME) -> None:
     """Description (no secrets) to NAME.json, secrets to NAME.secrets.json (mode 0600), handle."""
-    public, _ = stack_to_wire(stack)
-    _write_secrets(directory / f"{name}.secrets.json", stack)
+    public, secrets = stack_to_wire(stack)
+    _write_secrets(directory / f"{name}.secrets.json", secrets)
     (directory / f"{name}.handle.json").write_text(json.dumps(asdict(handle)))
     (directory / f"{name}.json").write_text(json.dumps(public, indent=1))
 
 
-def _write_secrets(path: Path, stack: Stack) -> None:
+def _write_secrets(path: Path, secrets: dict) -> None:
     """The one place a stack's secrets are written out: a 0600 file only our workers read."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        json.dump(stack_to_wire(stack)[1], f)
+        json.dump(secrets, f)
 
 
 def _plain(value: Secret | None) -> str | None:

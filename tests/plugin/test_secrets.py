@@ -381,3 +381,14 @@ def test_failing_load_phase_shows_no_secret(
     text = assert_nothing_leaked(inner, result, TOKEN)
     assert (inner.path / "summary.json").is_file()
     assert "http_req_failed" in text and "Secret('***')" in text
+
+
+def test_a_composed_secret_scrubs_its_parts_shown_alone() -> None:
+    """certctl gets the token only inside CERTCTL_API_KEYS_NAMED; a log line showing the token alone
+    must still be scrubbed."""
+    from pytest_certload.stack.secret import Secret, scrub
+
+    token = Secret("tok-SECRET-composed-4f1c")
+    named = Secret.compose("loadtest:{}:admin", token)
+    assert scrub("key tok-SECRET-composed-4f1c accepted", [named]) == "key *** accepted"
+    assert "tok-SECRET" not in repr(named) + str(named)
