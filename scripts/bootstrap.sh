@@ -9,7 +9,9 @@ SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
 need_pkgs=()
 # chromium: headless, renders the --certload-html report in tests/plugin/test_report_html.py
-for pair in initdb:postgresql nginx:nginx apache2:apache2 haproxy:haproxy openssl:openssl chromium:chromium; do
+# h2load: the HTTP/2 reference client beside the engine in benchmarks/bench_http2.py; tc (iproute2):
+# netem delay and loss on links inside network namespaces the fault tests create
+for pair in initdb:postgresql nginx:nginx apache2:apache2 haproxy:haproxy openssl:openssl chromium:chromium h2load:nghttp2-client tc:iproute2; do
   bin=${pair%%:*}; pkg=${pair##*:}
   if ! command -v "$bin" >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/"$bin" >/dev/null 2>&1 \
      && ! [ -x "/usr/sbin/$bin" ]; then need_pkgs+=("$pkg"); fi
