@@ -19,6 +19,7 @@ SUITE_MARKERS = {
     "connector": "connector-tier load scenario (TLS targets: nginx, apache, haproxy, F5 mock)",
     "scale": "scale-tier load scenario (seeded fleets, bursts, storms)",
     "acme": "ACME load scenario",
+    "faults": "fault scenario: a restart, a slow database or a bad network injected under load",
 }
 
 

@@ -76,6 +76,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "generator saturation bound: process CPU as a fraction of one core (default: the engine's, 0.85)",
         default=None,
     )
+    parser.addini(
+        "certload_max_queue_p99_ms",
+        "generator saturation bound: client_queue_time p99 in ms (requests waiting for the generator "
+        "itself) above which a phase is an error (default: the lag bound, at least 20)",
+        default=None,
+    )
     group.addoption(
         "--certload-insecure",
         action="store_true",

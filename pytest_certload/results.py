@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from pytest_certload.serverside.summary import phase_block
 from pytest_certload.thresholds import Verdict, breach_message
 from pytest_certload.verdict import PhaseVerdict, ScenarioVerdict
 
@@ -31,6 +32,12 @@ class _PhaseView:
     @property
     def health(self) -> dict[str, Any]:
         return self.phase.health
+
+    @property
+    def server(self) -> dict[str, Any] | None:
+        """certctl, PostgreSQL and the machine over the phase (figures per request, CPU shares, the
+        bottleneck line, the raw block); None when no stack was sampled (pytest_certload/serverside/)."""
+        return phase_block(self.phase)
 
     def _verdicts(self) -> list[Verdict]:
         raise NotImplementedError

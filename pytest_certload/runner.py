@@ -31,6 +31,7 @@ from pytest_certload.scenario_options import (
     parse_scenario_options,
     scenario_name,
 )
+from pytest_certload.serverside import attach_block, sample_phase
 from pytest_certload.session import DURATION, HEALTH_BOUNDS, OPTIONS, PENDING, STATE, is_worker
 from pytest_certload.split import SPLIT_ITEM, SPLITTER, Share, share_runs
 from pytest_certload.thresholds import ThresholdSet, abort_check, breach_message, evaluate
@@ -46,28 +47,32 @@ class UnassertedThresholds(pytest.PytestWarning):
 
 
 def lag_bound_for(thresholds: ThresholdSet, bounds: dict[str, float]) -> dict[str, float]:
-    """The saturation bounds for one phase: the ini's, else a lag bound scaled to the thresholds.
+    """The saturation bounds for one phase: the ini's, else lag and queue bounds scaled to the thresholds.
 
     Event-loop lag adds at most its own size to a measured latency, so a verdict against a limit L
     cannot move by more than the generator's lag. The phase is judged sound while lag p99 stays
     under 10 % of its tightest latency threshold (never under the engine's 10 ms floor): a 300 ms
-    ACME limit tolerates 30 ms of generator lag, a 5 ms limit still only 10 ms.
+    ACME limit tolerates 30 ms of generator lag, a 5 ms limit still only 10 ms. ``client_queue_time``
+    (a request waiting for the generator: late start, a handshake queued behind others) adds to a
+    latency the same way, so its bound is the lag bound, never under the engine's 20 ms floor.
     """
-    if "max_lag_p99_ms" in bounds:
-        return bounds
-    from pytest_certload.engine.health import MAX_LAG_P99_MS
+    from pytest_certload.engine.health import MAX_LAG_P99_MS, MAX_QUEUE_P99_MS
 
-    limits = [
-        t.limit
-        for t in thresholds
-        if t.aggregation not in ("rate", "count")
-        and t.op in ("<", "<=")
-        and t.limit > 0
-        and t.metric_type in (None, "trend")
-    ]
-    if not limits:
-        return bounds
-    return {**bounds, "max_lag_p99_ms": max(MAX_LAG_P99_MS, 0.1 * min(limits))}
+    out = dict(bounds)
+    if "max_lag_p99_ms" not in out:
+        limits = [
+            t.limit
+            for t in thresholds
+            if t.aggregation not in ("rate", "count")
+            and t.op in ("<", "<=")
+            and t.limit > 0
+            and t.metric_type in (None, "trend")
+        ]
+        if limits:
+            out["max_lag_p99_ms"] = max(MAX_LAG_P99_MS, 0.1 * min(limits))
+    if "max_queue_p99_ms" not in out and "max_lag_p99_ms" in out:
+        out["max_queue_p99_ms"] = max(MAX_QUEUE_P99_MS, out["max_lag_p99_ms"])
+    return out
 
 
 #: what one phase runs: scenario name -> (iteration, parsed options, extra tags)
@@ -96,13 +101,14 @@ class Certload:
         """Does this process run only a share of each phase (a pytest-xdist worker in split mode)?"""
         return SPLITTER in self._config.stash and self._item.stash.get(SPLIT_ITEM, False)
 
-    def ssl_context(self) -> ssl.SSLContext:
-        """Verification against the stack's CA when the test uses ``certload_stack``; else the system's."""
+    def ssl_context(self, stack: Any | None = None) -> ssl.SSLContext:
+        """Verification against the stack's CA (``stack``, else ``certload_stack`` when the test uses it);
+        else the system's."""
         from pytest_certload.engine.http import make_ssl_context
 
         if self._config.getoption("certload_insecure"):
             return make_ssl_context(insecure=True)
-        stack = self._stack()
+        stack = stack if stack is not None else self._stack()
         return make_ssl_context(getattr(stack, "ca_bundle", None))
 
     def _stack(self) -> Any | None:
@@ -117,8 +123,13 @@ class Certload:
         name: str | None = None,
         tags: Mapping[str, str] | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        stack: Any | None = None,
     ) -> ScenarioResult:
-        """Run the marker's scenario with ``iteration``; thresholds are evaluated, not asserted."""
+        """Run the marker's scenario with ``iteration``; thresholds are evaluated, not asserted.
+
+        ``stack``: the stack this phase loads when it is not ``certload_stack`` (a
+        ``certload_stack_variant``), so the phase's labels and server-side figures describe that one.
+        """
         options = self.options
         if options is None or options.spec is None:
             pytest.fail(
@@ -129,7 +140,7 @@ class Certload:
         extra = {str(k): str(v) for k, v in (tags or {}).items()}
         if "scenario" in extra:
             raise ScenarioOptionError("run(tags=...) may not set 'scenario': pass name= instead")
-        phase = self._run_phase({name: (iteration, options, extra)}, ThresholdSet(), ssl_context)
+        phase = self._run_phase({name: (iteration, options, extra)}, ThresholdSet(), ssl_context, stack)
         return ScenarioResult(phase, name)
 
     def run_many(
@@ -137,11 +148,13 @@ class Certload:
         scenarios: Mapping[str, tuple[Any, Mapping[str, Any]]],
         *,
         ssl_context: ssl.SSLContext | None = None,
+        stack: Any | None = None,
     ) -> RunManyResult:
         """Run several scenarios concurrently, each with its own marker-like options and thresholds.
 
         The test's own certload marker, if any, supplies defaults (e.g. ``duration``) and its
-        thresholds apply to the whole phase, as k6's top-level ``thresholds`` do.
+        thresholds apply to the whole phase, as k6's top-level ``thresholds`` do. ``stack`` as in
+        :meth:`run`.
         """
         base = marker_options(self._item) or {}
         base_executor = {k: v for k, v in base.items() if k in EXECUTOR_KEYS}
@@ -163,7 +176,7 @@ class Certload:
             except ScenarioOptionError as exc:
                 raise ScenarioOptionError(f"run_many scenario {scenario!r}: {exc}") from None
         phase_thresholds = self.options.thresholds if self.options else ThresholdSet()
-        phase = self._run_phase(parsed, phase_thresholds, ssl_context)
+        phase = self._run_phase(parsed, phase_thresholds, ssl_context, stack)
         return RunManyResult(phase)
 
     # --- capacity search (pytest_certload/capacity/: the search; report/capacity.py: its output) ---------
@@ -175,6 +188,7 @@ class Certload:
         tags: Mapping[str, str] | None = None,
         fleet: Any | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        stack: Any | None = None,
         **overrides: Any,
     ) -> Any:
         """Search the highest rate at which the marker's thresholds hold; returns a CapacityResult.
@@ -220,7 +234,7 @@ class Certload:
             scenario, step_options = cap.step_options(options, plan, name, rate, index)
             try:
                 phase = self._run_phase(
-                    {scenario: (iteration, step_options, extra)}, ThresholdSet(), ssl_context
+                    {scenario: (iteration, step_options, extra)}, ThresholdSet(), ssl_context, stack
                 )
             except GeneratorSaturated:
                 phase = self.results[-1]
@@ -247,16 +261,20 @@ class Certload:
     # -------------------------------------------------------------------------------------------------------
 
     def _run_phase(
-        self, scenarios: Scenarios, phase_thresholds: ThresholdSet, ssl_context: ssl.SSLContext | None
+        self,
+        scenarios: Scenarios,
+        phase_thresholds: ThresholdSet,
+        ssl_context: ssl.SSLContext | None,
+        stack: Any | None = None,
     ) -> PhaseVerdict:
         from pytest_certload.engine import ScenarioRun, run_phase
 
-        stack = self._stack()
+        stack = stack if stack is not None else self._stack()
         if stack is not None:  # never load a deployment the plugin did not start, unless allowed
             from pytest_certload.stack.plugin import require_owned_or_allowed
 
             require_owned_or_allowed(stack, self._config)
-        ctx = ssl_context if ssl_context is not None else self.ssl_context()
+        ctx = ssl_context if ssl_context is not None else self.ssl_context(stack)
         scoped = {name: opts.thresholds.scoped(name) for name, (_, opts, _) in scenarios.items()}
         runs = [
             ScenarioRun(name, opts.spec, iteration, {**opts.tags, **extra})
@@ -269,6 +287,7 @@ class Certload:
             share = self._config.stash[SPLITTER].join(self._item.nodeid, self._phase_count)
             runs = share_runs(runs, share)
         check = abort_check(every)
+        server = sample_phase(stack, share)  # certctl, PostgreSQL, the machine: share 0 only
         try:
             with live_progress(self._config, runs) as progress:  # one updating line per scenario
                 measurement = run_phase(
@@ -281,10 +300,12 @@ class Certload:
                 )
         except BaseException as exc:  # Ctrl-C / SIGTERM mid-phase: the summary still gets what ran
             partial = getattr(exc, "certload_measurement", None)
+            attach_block(server, getattr(partial, "samples", None))
             if partial is not None:
                 with contextlib.suppress(Exception):  # never let judging replace the interruption
                     self._keep(self._judge(partial, scenarios, scoped, phase_thresholds, share, stack))
             raise
+        attach_block(server, measurement.samples)  # derived metrics are judged from it
         phase = self._keep(self._judge(measurement, scenarios, scoped, phase_thresholds, share, stack))
         if share is not None:  # the test body sees the whole phase: every worker's share, merged
             phase = self._config.stash[SPLITTER].merge(self._item.nodeid, self._phase_count, phase)

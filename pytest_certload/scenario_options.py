@@ -21,6 +21,13 @@ EXECUTOR_KEYS = {
     "graceful_stop", "start_rate", "start_time", "start_offset", "max_iterations",
     "timeUnit", "preAllocatedVUs", "maxVUs", "gracefulStop", "startRate", "startTime",
 }  # fmt: skip
+#: per-scenario HTTP options (engine/spec.py): http_version="1.1"|"2"|"auto", timeout="30s"
+EXECUTOR_KEYS |= {"http_version", "timeout"}
+#: executor="agent-fleet"'s own options (simulated certctl agents: pytest_certload/engine/agent_timing.py)
+EXECUTOR_KEYS |= {
+    "agents", "heartbeat_interval", "poll_interval", "jitter", "first_heartbeat_within",
+    "first_poll_within", "http_version", "seed",
+}  # fmt: skip
 
 
 class ScenarioOptionError(ValueError):
@@ -82,7 +89,8 @@ def _scale_duration(raw: dict[str, Any], seconds: float) -> dict[str, Any]:
     from pytest_certload.engine.durations import parse_duration
 
     out = dict(raw)
-    if "stages" in out and isinstance(out["stages"], list | tuple):
+    stages = out.get("stages")
+    if isinstance(stages, list | tuple) and all(isinstance(s, Mapping) and "duration" in s for s in stages):
         lengths = [
             parse_duration(s["duration"], f"stages[{i}].duration") for i, s in enumerate(out["stages"])
         ]
@@ -91,6 +99,8 @@ def _scale_duration(raw: dict[str, Any], seconds: float) -> dict[str, Any]:
             {**s, "duration": _seconds_text(seconds * length / total)}
             for s, length in zip(out["stages"], lengths, strict=True)
         ]
+    elif "stages" in out or out.get("executor") == "ramping-arrival-rate":
+        return out  # malformed or missing stages: ExecutorSpec says which, unscaled
     else:
         total = parse_duration(out["duration"], "duration") if "duration" in out else 0.0
         out["duration"] = _seconds_text(seconds)
@@ -105,7 +115,7 @@ def parse_scenario_options(
     options: Mapping[str, Any], duration_override_s: float | None = None, require_executor: bool = False
 ) -> ScenarioOptions:
     """Marker keyword arguments -> :class:`ScenarioOptions`; raises ScenarioOptionError."""
-    from pytest_certload.engine.durations import ExecutorOptionError
+    from pytest_certload.engine.durations import ExecutorOptionError, parse_duration
     from pytest_certload.engine.spec import ExecutorSpec
 
     unknown = set(options) - EXECUTOR_KEYS - SCENARIO_KEYS
@@ -130,9 +140,12 @@ def parse_scenario_options(
             f"fleets must be a list of fleet names, e.g. fleets=['agents_5k'], got {fleets!r}"
         )
     tags = options.get("tags", {})
-    if not isinstance(tags, Mapping) or not all(isinstance(k, str) for k in tags):
+    if not isinstance(tags, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str | int | float) for k, v in tags.items()
+    ):
         raise ScenarioOptionError(
-            "tags must be a dict of tag name -> value, e.g. tags={'target_type': 'nginx'}"
+            f"tags must be a dict of tag name -> value (a string or number), e.g. "
+            f"tags={{'target_type': 'nginx'}}, got {tags!r}"
         )
     str_tags = {k: str(v) for k, v in tags.items()}
     split = options.get("split", True)
@@ -162,6 +175,9 @@ def parse_scenario_options(
     try:
         if duration_override_s is not None:
             raw = _scale_duration(raw, duration_override_s)
+        for key in ("start_time", "startTime"):  # named as written (the engine says start_offset)
+            if key in raw:
+                parse_duration(raw[key], key, True)
         engine_options = {("start_offset" if k == "start_time" else k): v for k, v in raw.items()}
         if "start_time" in raw and ("start_offset" in raw or "startTime" in raw):
             raise ScenarioOptionError("give start_time once (not also start_offset / startTime)")

@@ -86,6 +86,7 @@ def health_bounds(config: pytest.Config) -> dict[str, float]:
     for ini, kwarg in (
         ("certload_max_lag_p99_ms", "max_lag_p99_ms"),
         ("certload_max_cpu_fraction", "max_cpu_fraction"),
+        ("certload_max_queue_p99_ms", "max_queue_p99_ms"),
     ):
         raw = config.getini(ini)
         if raw in (None, ""):

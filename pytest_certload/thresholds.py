@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from pytest_certload.serverside.derived import SERVER_METRICS, server_metric
 from pytest_certload.stats.samples import NS_PER_MS
 
 MetricType = Literal["trend", "rate", "counter"]
@@ -48,6 +49,8 @@ KNOWN_METRICS: dict[str, MetricType] = {
     "iterations": "counter",
     "dropped_iterations": "counter",
     "late_starts": "counter",
+    # server-side figures of the phase (serverside/derived.py): avg/min/med/max/p(N) over their values
+    **{name: "trend" for name in SERVER_METRICS},
 }
 
 GRAMMAR = """\
@@ -73,14 +76,17 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
     "!=": operator.ne,
 }
 _NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
+_NUMBER_RE = re.compile(_NUMBER, re.ASCII)  # ASCII: "p(٩٥)" is not p(95)
 _EXPR_RE = re.compile(
     r"^\s*(?P<agg>avg|min|med|max|rate|count|p\(\s*(?P<pct>" + _NUMBER + r")\s*\))"
     r"\s*(?P<op>===|==|!=|<=|>=|<|>)"
-    r"\s*(?P<num>" + _NUMBER + r")\s*(?P<unit>us|µs|μs|ms|s|m|h)?\s*$"
+    r"\s*(?P<num>" + _NUMBER + r")\s*(?P<unit>us|µs|μs|ms|s|m|h)?\s*$",
+    re.ASCII,
 )
 _METRIC_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 _KEY_RE = re.compile(r"^\s*(?P<name>[^{}\s]+)\s*(?:\{(?P<tags>[^{}]*)\})?\s*$")
-_DURATION_PART_RE = re.compile(r"(" + _NUMBER + r")(ns|us|µs|μs|ms|s|m|h)")
+_UNSIGNED = r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
+_DURATION_PART_RE = re.compile(r"(" + _UNSIGNED + r")(ns|us|µs|μs|ms|s|m|h)", re.ASCII)
 _DURATION_UNIT_S = {
     "ns": 1e-9,
     "us": 1e-6,
@@ -100,13 +106,16 @@ _OBJECT_KEYS = {
 }
 
 
+_NO_TEXT: Any = object()  # ThresholdError without offending text (None is a text: {None: [...]})
+
+
 class ThresholdError(ValueError):
     """A threshold set that cannot be parsed; the message names the offending text and the grammar."""
 
-    def __init__(self, problem: str, text: object = None) -> None:
+    def __init__(self, problem: str, text: object = _NO_TEXT) -> None:
         self.problem = problem
-        self.text = text
-        where = f" in {text!r}" if text is not None else ""
+        self.text = None if text is _NO_TEXT else text
+        where = "" if text is _NO_TEXT else f" in {text!r}"
         super().__init__(f"invalid threshold{where}: {problem}\naccepted grammar:\n{GRAMMAR}")
 
 
@@ -236,6 +245,13 @@ def _fmt(value: float) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+def _unquoted(text: str) -> str:
+    """Spaces and quotes trimmed until none is left at either end, so str(key) reads back the same."""
+    while (trimmed := text.strip().strip("\"'")) != text:
+        text = trimmed
+    return text
+
+
 def parse_metric_key(text: str) -> MetricKey:
     """``http_req_duration{scenario:x,status_class:5xx}`` -> MetricKey."""
     if not isinstance(text, str) or not text.strip():
@@ -254,7 +270,7 @@ def parse_metric_key(text: str) -> MetricKey:
             raise ThresholdError("empty tag filter {}: drop the braces or name a tag:value", text)
         for pair in match["tags"].split(","):
             k, sep, v = pair.partition(":")
-            k, v = k.strip().strip("\"'"), v.strip().strip("\"'")
+            k, v = _unquoted(k), _unquoted(v)
             if not sep or not k or not v:
                 raise ThresholdError(f"tag filter entry {pair.strip()!r} must be tag:value", text)
             if k in tags:
@@ -268,16 +284,18 @@ def parse_duration_s(value: object, what: str = "duration") -> float:
     if isinstance(value, bool):
         raise ThresholdError(f"{what} must be a duration like '10s', not a bool", value)
     if isinstance(value, int | float):
-        seconds = float(value)
+        seconds = float(value) if not isinstance(value, int) or abs(value) < 2**1000 else math.inf
     elif isinstance(value, str) and value.strip():
         text = value.strip()
-        if re.fullmatch(_NUMBER, text):
+        if _NUMBER_RE.fullmatch(text):
             seconds = float(text)
         else:
-            parts = _DURATION_PART_RE.findall(text)
-            if not parts or "".join(n + u for n, u in parts) != text:
+            sign = -1.0 if text.startswith("-") else 1.0  # one sign for the whole duration, as Go's
+            body = text[1:] if text[:1] in "+-" else text
+            parts = _DURATION_PART_RE.findall(body)
+            if not parts or "".join(n + u for n, u in parts) != body:
                 raise ThresholdError(f"{what} must be a duration like '10s', '1m30s' or '500ms'", value)
-            seconds = sum(float(n) * _DURATION_UNIT_S[u] for n, u in parts)
+            seconds = sign * sum(float(n) * _DURATION_UNIT_S[u] for n, u in parts)
     else:
         raise ThresholdError(f"{what} must be a duration like '10s'", value)
     if not math.isfinite(seconds) or seconds < 0:
@@ -317,8 +335,6 @@ def parse_expression(key: MetricKey, text: object, metric_type: MetricType | Non
             raise ThresholdError(f"percentile must be between 0 and 100, got {match['pct']}", text)
         agg = f"p({match['pct'].strip()})"
     limit = float(match["num"])
-    if not math.isfinite(limit):
-        raise ThresholdError("limit must be a finite number", text)
     allowed = _type_for_aggregation(match["agg"])
     if metric_type is not None and metric_type not in allowed:
         kinds = {"trend": "avg, min, med, max, p(N)", "rate": "rate", "counter": "count, rate (per second)"}
@@ -329,6 +345,8 @@ def parse_expression(key: MetricKey, text: object, metric_type: MetricType | Non
         if allowed != {"trend"}:
             raise ThresholdError(f"a unit ({unit}) only applies to time trends, not to {match['agg']}", text)
         limit *= _UNIT_MS[unit]
+    if not math.isfinite(limit):  # after the unit: 1e308h overflows
+        raise ThresholdError("limit must be a finite number", text)
     if match["agg"] == "rate" and metric_type == "rate" and not 0 <= limit <= 1:
         raise ThresholdError(f"a rate is a fraction between 0 and 1, got {match['num']}", text)
     return Threshold(
@@ -483,6 +501,8 @@ def evaluate_one(t: Threshold, source: MetricSource) -> Verdict:
     def fail(reason: str, count: int = 0, observed: float | None = None) -> Verdict:
         return Verdict(key, t.expression, False, observed, t.limit, count, reason, unit)
 
+    if t.key.name in SERVER_METRICS:
+        return _evaluate_server(t, source)
     if actual_type is None:
         return fail(f"no samples: metric {t.key.name} was never recorded")
     allowed = _type_for_aggregation(t.aggregation.split("(")[0])
@@ -519,6 +539,20 @@ def evaluate_one(t: Threshold, source: MetricSource) -> Verdict:
             observed = count / duration
             unit = "/s"
     return Verdict(key, t.expression, t.compare(observed), observed, t.limit, count, "", unit)
+
+
+def _evaluate_server(t: Threshold, source: MetricSource) -> Verdict:
+    """A server-side metric: derived from the phase's server block when judged (serverside/derived.py)."""
+    found, requests, note = server_metric(t.key.name, source.samples, t.key.filter)
+    unit = SERVER_METRICS[t.key.name][0]
+    if not found:
+        return Verdict(str(t.key), t.expression, False, None, t.limit, requests, note, unit)
+    values = np.asarray(found, dtype=np.float64)
+    if t.percentile is not None or t.aggregation == "med":
+        observed = float(np.percentile(values, 50.0 if t.percentile is None else t.percentile))
+    else:
+        observed = float({"avg": values.mean, "min": values.min, "max": values.max}[t.aggregation]())
+    return Verdict(str(t.key), t.expression, t.compare(observed), observed, t.limit, requests, note, unit)
 
 
 def abort_check(thresholds: ThresholdSet | Iterable[Threshold]) -> Callable[[Any, float], str | None] | None:

@@ -78,6 +78,14 @@ class CapacityPlan:
         }
 
 
+def _finite(value: float) -> bool:
+    """math.isfinite, False for an int too large for a float (10**400) instead of OverflowError."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def parse_plan(
     options: object,
     *,
@@ -103,13 +111,14 @@ def parse_plan(
     unknown = set(options) - set(OPTION_KEYS)
     if unknown:
         raise CapacityOptionError(
-            f"unknown capacity option(s) {', '.join(sorted(unknown))}; use {', '.join(OPTION_KEYS)}"
+            f"unknown capacity option(s) {', '.join(sorted(map(repr, unknown)))}; "
+            f"use {', '.join(OPTION_KEYS)}"
         )
 
     def number(key: str, default: float, low: float, low_ok: bool = False, high: float = math.inf) -> float:
         value = options.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise CapacityOptionError(f"capacity {key}: {value!r} is not a number")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not _finite(value):
+            raise CapacityOptionError(f"capacity {key}: {value!r} is not a finite number")
         if value < low or (value == low and not low_ok) or value >= high:
             raise CapacityOptionError(
                 f"capacity {key}: {value!r} must be {'>=' if low_ok else '>'} {low:g}"

@@ -5,8 +5,12 @@ from __future__ import annotations
 import math
 import re
 
+#: the engine's clock is int64 nanoseconds: the longest span it holds (~292 years), the shortest 1 ns
+MAX_SECONDS = (2**63 - 1) / 1e9
 _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|us|µs|ns|h|m|s)")
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|us|µs|ns|h|m|s)", re.ASCII)
+#: a plain number of seconds as text: no "inf", "nan", "1_000" or non-ASCII digits (float() takes those)
+_SECONDS = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
 
 
 class ExecutorOptionError(ValueError):
@@ -24,7 +28,7 @@ def parse_duration(value: object, option: str = "duration", allow_zero: bool = F
             f"{option}: {value!r} is not a duration; use seconds or a string like '30s'"
         )
     if isinstance(value, int | float):
-        seconds = float(value)
+        seconds = _float(value, option)
     elif isinstance(value, str):
         text = value.strip()
         seconds = _parse_text(text, option)
@@ -34,14 +38,25 @@ def parse_duration(value: object, option: str = "duration", allow_zero: bool = F
         )
     if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
         raise ExecutorOptionError(f"{option}: {value!r} must be a positive duration (e.g. '30s')")
+    if 0 < seconds < 1e-9 or seconds > MAX_SECONDS:
+        raise ExecutorOptionError(
+            f"{option}: {value!r} is {'shorter than 1ns' if seconds < 1 else 'longer than 292 years'}: "
+            "outside the engine's clock (int64 nanoseconds)"
+        )
     return seconds
 
 
-def _parse_text(text: str, option: str) -> float:
+def _float(value: int | float, option: str) -> float:
+    """``float(value)``, an error naming the option for an int too large for a float."""
     try:
+        return float(value)
+    except OverflowError:
+        raise ExecutorOptionError(f"{option}: {value!r} is too large for a duration") from None
+
+
+def _parse_text(text: str, option: str) -> float:
+    if _SECONDS.fullmatch(text):
         return float(text)  # "30" means 30 seconds, as a number would
-    except ValueError:
-        pass
     pos, total = 0, 0.0
     while pos < len(text):
         match = _PART.match(text, pos)
@@ -53,5 +68,5 @@ def _parse_text(text: str, option: str) -> float:
         total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
         pos = match.end()
     if not text:
-        raise ExecutorOptionError(f"{option}: empty duration; use e.g. '30s'")
+        raise ExecutorOptionError(f"{option}: {text!r} is an empty duration; use e.g. '30s'")
     return total

@@ -25,7 +25,9 @@ from urllib.parse import urlsplit
 
 import httptools
 
-DEFAULT_TIMEOUT = 60.0  # seconds, k6's default request timeout
+from pytest_certload.engine.tls import TlsTransport, open_tls
+
+DEFAULT_TIMEOUT = 30.0  # seconds: certctl's agent's http.Client.Timeout (k6's default is 60 s)
 DEFAULT_MAX_CONNECTIONS = 1024  # per origin; more requests than this in flight wait for a connection
 TIMEOUT_SWEEP_SECONDS = 0.02
 _URL_CACHE_MAX = 4096
@@ -43,6 +45,7 @@ def make_ssl_context(ca_bundle: str | Path | None = None, *, insecure: bool = Fa
     if insecure:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
+    ctx._certload_source = (ca_bundle, insecure)  # type: ignore[attr-defined]  # tls.context_with_alpn
     return ctx
 
 
@@ -56,7 +59,9 @@ class Response:
         "end_ns",
         "error",
         "headers",
+        "http_version",
         "new_connection",
+        "queue_ns",
         "sent_ns",
         "start_ns",
         "status",
@@ -79,6 +84,8 @@ class Response:
         self.duration_ns = 0  # as recorded in http_req_duration (set by IterationContext.request)
         self.new_connection = False
         self.tls_version = ""
+        self.http_version = "1.1"  # the protocol the request went over ("1.1" or "2")
+        self.queue_ns = 0  # time this request waited for the generator itself (handshake queueing)
 
     @property
     def ok(self) -> bool:
@@ -337,8 +344,12 @@ class HttpClient:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         max_connections_per_origin: int = DEFAULT_MAX_CONNECTIONS,
+        tls_offload: bool | str = True,
     ) -> None:
         self._ssl_context = ssl_context
+        # TLS handshakes in a thread pool (engine/tls.py): True for every new connection, "new" for
+        # new_connection=True requests only, False for the loop's own TLS (uvloop's sslproto)
+        self.tls_offload = tls_offload
         self.timeout = timeout
         self.max_connections = max_connections_per_origin
         self._pools: dict[tuple[str, str, int], _OriginPool] = {}
@@ -444,6 +455,19 @@ class HttpClient:
             pool.release(conn)
         return resp
 
+    def adopt(self, u: _ParsedUrl, transport: TlsTransport) -> None:
+        """Pool an open TLS connection to ``u``'s origin (Http2Client's fallback when ALPN picks 1.1)."""
+        pool = self._pools.get(u.origin)
+        if pool is None:
+            pool = self._pools[u.origin] = _OriginPool(self, u.scheme, u.host, u.port, self.max_connections)
+        conn = _Connection(pool, self._conns)
+        pool.open += 1
+        conn.raw_transport = transport.get_extra_info("raw_transport")
+        conn.tls_version = transport.tls_version
+        transport.set_protocol(conn)
+        conn.connection_made(transport)
+        pool.release(conn)
+
     def _encode(
         self, method: str, u: _ParsedUrl, headers: dict[str, str] | None, body: bytes | None, close: bool
     ) -> bytes:
@@ -514,6 +538,14 @@ class HttpClient:
             async with asyncio.timeout(max((deadline - monotonic_ns()) / 1e9, 0)):
                 addresses = pool.addresses or await self._resolve(pool)
                 t0 = monotonic_ns()
+                if pool.tls and (self.tls_offload is True or (self.tls_offload == "new" and not pooled)):
+                    tls = await open_tls(loop, conn, addresses, self.ssl_context, pool.server_hostname)
+                    conn.raw_transport = tls.get_extra_info("raw_transport")
+                    resp.connecting_ns = tls.connected_ns - t0
+                    resp.tls_ns = tls.handshake_ns - tls.connected_ns
+                    resp.queue_ns = tls.queue_ns
+                    conn.tls_version = tls.tls_version
+                    return conn
                 transport = None
                 last_exc: OSError | None = None
                 for family, addr in addresses:

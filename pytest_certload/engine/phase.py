@@ -13,8 +13,15 @@ from time import monotonic_ns
 
 from pytest_certload.engine.abort import AbortCheck, AbortWatch, PhaseSnapshot, live_counts
 from pytest_certload.engine.executors import iteration_counts, make_executor
-from pytest_certload.engine.health import MAX_CPU_FRACTION, MAX_LAG_P99_MS, GeneratorHealth, HealthMonitor
+from pytest_certload.engine.health import (
+    MAX_CPU_FRACTION,
+    MAX_LAG_P99_MS,
+    MAX_QUEUE_P99_MS,
+    GeneratorHealth,
+    HealthMonitor,
+)
 from pytest_certload.engine.http import DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT, HttpClient
+from pytest_certload.engine.http2 import Http2Client
 from pytest_certload.engine.recording import ScenarioRecorder
 from pytest_certload.engine.scenario import LATE_START_TOLERANCE_NS, ScenarioRun, ScenarioRuntime
 from pytest_certload.stats import PhaseSamples, Recorder
@@ -66,6 +73,8 @@ def run_phase(
     start_at: float | None = None,
     abort_check: AbortCheck | None = None,
     progress: Progress | None = None,
+    tls_offload: bool = True,
+    max_queue_p99_ms: float = MAX_QUEUE_P99_MS,
 ) -> PhaseMeasurement:
     """Run ``runs`` to completion in a fresh event loop (uvloop when present) and return the outcome.
 
@@ -100,6 +109,8 @@ def run_phase(
                     abort_check=abort_check,
                     progress=progress,
                     interrupted_out=partial,
+                    tls_offload=tls_offload,
+                    max_queue_p99_ms=max_queue_p99_ms,
                 )
             )
     except BaseException as exc:
@@ -122,6 +133,8 @@ async def run_phase_async(
     abort_check: AbortCheck | None = None,
     progress: Progress | None = None,
     interrupted_out: list[PhaseMeasurement] | None = None,
+    tls_offload: bool = True,
+    max_queue_p99_ms: float = MAX_QUEUE_P99_MS,
 ) -> PhaseMeasurement:
     """The same as :func:`run_phase`, inside an already running loop.
 
@@ -134,10 +147,27 @@ async def run_phase_async(
     if len(set(names)) != len(names):
         raise ValueError(f"scenario names must be unique in a phase, got {names}")
     recorder = Recorder()
-    client = HttpClient(ssl_context, timeout=timeout, max_connections_per_origin=max_connections_per_origin)
+    # tls_offload=False: the loop's own TLS for HTTP/1.1 (before/after comparisons; engine/tls.py)
+    client = HttpClient(
+        ssl_context,
+        timeout=timeout,
+        max_connections_per_origin=max_connections_per_origin,
+        tls_offload=tls_offload,
+    )
     runtimes = [ScenarioRuntime(r, client, ScenarioRecorder(recorder, r.name, dict(r.tags))) for r in runs]
     executors = [make_executor(rt) for rt in runtimes]
-    monitor = HealthMonitor(max_lag_p99_ms, max_cpu_fraction)
+    for rt in runtimes:  # HTTP/2 (or auto): one client, so one connection per origin, per VU
+        version = getattr(rt.spec, "http_version", "1.1")
+        if version != "1.1" and rt.client is client:  # (an executor may have installed its own)
+            rt.use_vu_clients(
+                lambda v=version: Http2Client(
+                    client.ssl_context,
+                    timeout=timeout,
+                    max_connections_per_origin=max_connections_per_origin,
+                    http_version=v,
+                )
+            )
+    monitor = HealthMonitor(max_lag_p99_ms, max_cpu_fraction, max_queue_p99_ms)
     monitor.start()
     wall_start = time.time()
     if start_at is None:
@@ -204,9 +234,12 @@ async def run_phase_async(
                 ticker.cancel()
             if watch is not None:
                 await watch.close()
-            health = monitor.stop()
+            queue = [v for (name, _tags), v in recorder.trends.items() if name == "client_queue_time"]
+            health = monitor.stop(queue)
             wall_end = time.time()
             client.close()
+            for rt in runtimes:
+                rt.close_clients()
             await asyncio.sleep(0)  # let the transports' close callbacks run before the loop may close
             closed.append((health, wall_end))
         return closed[0]

@@ -21,6 +21,7 @@ REQUEST_TRENDS = (
     "http_req_connecting",
     "http_req_tls_handshaking",
     "http_req_waiting",
+    "client_queue_time",  # ours: how long the request waited for the generator itself
 )
 
 
@@ -29,11 +30,11 @@ def status_class(status: int) -> str:
 
 
 class _RequestSeries:
-    __slots__ = ("connecting", "count", "duration", "failed", "service", "tags", "tls", "waiting")
+    __slots__ = ("connecting", "count", "duration", "failed", "queue", "service", "tags", "tls", "waiting")
 
     def __init__(self, recorder: Recorder, tags: TagSet) -> None:
         self.tags = tags
-        self.duration, self.service, self.connecting, self.tls, self.waiting = (
+        self.duration, self.service, self.connecting, self.tls, self.waiting, self.queue = (
             recorder.trend(name, tags) for name in REQUEST_TRENDS
         )
         self.failed = [0, 0]  # trues, total: folded into the Recorder's rate at flush
@@ -57,26 +58,42 @@ class ScenarioRecorder:
         self.start_lag: array = recorder.trend("iteration_start_lag", base)
 
     def request(
-        self, resp: Response, duration_ns: int, service_ns: int, tags: dict[str, str] | None, failed: bool
+        self,
+        resp: Response,
+        duration_ns: int,
+        service_ns: int,
+        tags: dict[str, str] | None,
+        failed: bool,
+        queue_ns: int = 0,
     ) -> None:
         status = resp.status
-        key = (tuple(tags.items()) if tags else (), status, resp.error if status == 0 else "")
+        error = resp.error if status == 0 else ""
+        key = (tuple(tags.items()) if tags else (), status, error, resp.http_version)
         series = self._series.get(key)
         if series is None:
-            series = self._series[key] = self._new_series(tags, status, key[2])
+            series = self._series[key] = self._new_series(tags, status, key[2], key[3])
         series.duration.append(duration_ns)
         series.service.append(service_ns)
         series.connecting.append(resp.connecting_ns)
         series.tls.append(resp.tls_ns)
         series.waiting.append(resp.waiting_ns)
+        series.queue.append(queue_ns)
         f = series.failed
         f[1] += 1
         if failed:
             f[0] += 1
         series.count += 1
 
-    def _new_series(self, tags: dict[str, str] | None, status: int, error: str) -> _RequestSeries:
-        full = {**self._base, **(tags or {}), "status": str(status), "status_class": status_class(status)}
+    def _new_series(
+        self, tags: dict[str, str] | None, status: int, error: str, http_version: str = "1.1"
+    ) -> _RequestSeries:
+        full = {
+            **self._base,
+            **(tags or {}),
+            "status": str(status),
+            "status_class": status_class(status),
+            "http_version": http_version,
+        }
         if error:
             full["error"] = error.split(":", 1)[0]  # the tag is the error kind; details go to meta
         return _RequestSeries(self._recorder, tagset(full))

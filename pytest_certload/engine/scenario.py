@@ -36,10 +36,22 @@ class ScenarioRun:
 class IterationContext:
     """What an iteration sees: who it is, when it was due, and a timed ``request``."""
 
-    __slots__ = ("_first", "_runtime", "data", "intended_start_ns", "iteration", "scenario", "vu")
+    __slots__ = (
+        "_first",
+        "_runtime",
+        "data",
+        "intended_start_ns",
+        "iteration",
+        "scenario",
+        "started_ns",
+        "vu",
+    )
 
-    def __init__(self, runtime: ScenarioRuntime, vu: int, iteration: int, intended_start_ns: int) -> None:
+    def __init__(
+        self, runtime: ScenarioRuntime, vu: int, iteration: int, intended_start_ns: int, started_ns: int = 0
+    ) -> None:
         self._runtime = runtime
+        self.started_ns = started_ns or intended_start_ns  # when the generator got to it
         self.scenario = runtime.name
         self.vu = vu
         self.iteration = iteration  # scenario-wide index (global across xdist shares)
@@ -61,9 +73,18 @@ class IterationContext:
     ) -> Response:
         """Send a request and record it; never raises for network failures (status 0)."""
         rt = self._runtime
-        resp = await rt.client.request(
-            method, url, headers=headers, body=body, new_connection=new_connection, timeout=timeout
+        client = rt.client
+        if rt.vu_clients is not None:  # HTTP/2: one connection per VU (its own client)
+            client = rt.vu_clients.get(self.vu) or rt.vu_client(self.vu)
+        resp = await client.request(
+            method,
+            url,
+            headers=headers,
+            body=body,
+            new_connection=new_connection,
+            timeout=rt.timeout if timeout is None else timeout,
         )
+        queue = resp.queue_ns  # the handshake's wait for a thread or the loop
         end = resp.end_ns
         # service time: from the actual send (k6's http_req_duration: no pool wait, connect or TLS)
         service = end - (resp.sent_ns or end)
@@ -72,6 +93,7 @@ class IterationContext:
             # iteration was due, so the generator's lateness and any queueing are in it
             self._first = False
             duration = end - self.intended_start_ns
+            queue += max(self.started_ns - self.intended_start_ns, 0)
         else:
             duration = end - resp.start_ns
         status = resp.status
@@ -82,7 +104,7 @@ class IterationContext:
             failed = not 200 <= status < 400
         else:
             failed = not expected(status)
-        rt.recorder.request(resp, duration, service, tags, failed)
+        rt.recorder.request(resp, duration, service, tags, failed, queue)
         resp.duration_ns = duration
         return resp
 
@@ -123,6 +145,10 @@ class ScenarioRuntime:
         self.fn = run.iteration
         self.client = client
         self.recorder = recorder
+        self.timeout: float | None = getattr(run.spec, "timeout", None)  # per request (None: the client's)
+        # per-VU clients (HTTP/2: a connection per VU), when phase.py installs a factory
+        self.vu_clients: dict[int, object] | None = None
+        self._vu_factory: Callable[[], object] | None = None
         self.started = 0
         self.completed = 0
         self.late = 0
@@ -146,7 +172,7 @@ class ScenarioRuntime:
             self.first_start_ns = start
         self.last_start_ns = start
         self.started += 1
-        ctx = IterationContext(self, vu, number, intended_ns)
+        ctx = IterationContext(self, vu, number, intended_ns, start if late_check else intended_ns)
         try:
             await self.fn(ctx)
         except asyncio.CancelledError:
@@ -160,6 +186,21 @@ class ScenarioRuntime:
             return
         self.completed += 1
         rec.iteration_duration.append(monotonic_ns() - start)
+
+    def use_vu_clients(self, factory: Callable[[], object]) -> None:
+        """Give each VU its own client made by ``factory`` (one HTTP/2 connection per VU)."""
+        self._vu_factory = factory
+        self.vu_clients = {}
+
+    def vu_client(self, vu: int):
+        client = self.vu_clients[vu] = self._vu_factory()  # type: ignore[index,misc]
+        return client
+
+    def close_clients(self) -> None:
+        for client in (self.vu_clients or {}).values():
+            client.close()  # type: ignore[attr-defined]
+        if self.vu_clients:
+            self.vu_clients.clear()
 
     def note_error(self, error: str) -> None:
         if len(self._request_errors) < 20:

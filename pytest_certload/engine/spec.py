@@ -2,23 +2,34 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from pytest_certload.engine import agent_timing
 from pytest_certload.engine.durations import ExecutorOptionError, parse_duration
 
-EXECUTORS = ("constant-arrival-rate", "ramping-arrival-rate", "constant-vus")
+EXECUTORS = ("constant-arrival-rate", "ramping-arrival-rate", "constant-vus", "agent-fleet")
 ARRIVAL_EXECUTORS = ("constant-arrival-rate", "ramping-arrival-rate")
 DEFAULT_GRACEFUL_STOP = 30.0  # k6's gracefulStop default
 # A hard ceiling on iterations per scenario, so a loop stays bounded in count whatever the options say.
 MAX_ITERATIONS = 50_000_000
+# A ceiling on VUs (each is a task or a slot held for the whole phase): a typo like 10**9 is an error.
+MAX_VUS = 100_000
+# One arrival per nanosecond, the schedule's clock: above it the schedule's arithmetic overflows.
+MAX_RATE_PER_S = 1e9
 
 _KNOWN = {
     "constant-arrival-rate": {"rate", "time_unit", "duration", "pre_allocated_vus", "max_vus"},
     "ramping-arrival-rate": {"start_rate", "stages", "time_unit", "pre_allocated_vus", "max_vus"},
     "constant-vus": {"vus", "duration"},
+    "agent-fleet": {"duration", *agent_timing.OPTIONS},  # simulated certctl agents (engine/agent_timing.py)
 }
 _COMMON = {"executor", "graceful_stop", "start_offset", "share_index", "share_count", "max_iterations"}
+# per-scenario HTTP options (engine/http2.py): the protocol, and the per-request timeout
+_COMMON |= {"http_version", "timeout"}
+HTTP_VERSIONS = ("1.1", "2", "auto")  # "auto": offer h2 and http/1.1 by ALPN, use what the server picks
+DEFAULT_REQUEST_TIMEOUT = 30.0  # seconds: certctl's agent's http.Client.Timeout (cmd/agent/main.go)
 # k6 spells options in camelCase; accept both so a k6 script's options can be pasted.
 _CAMEL = {
     "timeUnit": "time_unit",
@@ -61,6 +72,8 @@ class ExecutorSpec:
     share_count: int = 1
     max_iterations: int = MAX_ITERATIONS
     extra: Mapping[str, object] = field(default_factory=dict)
+    http_version: str = "1.1"  # "1.1", "2" or "auto" (HTTP_VERSIONS)
+    timeout: float | None = None  # per request, seconds (None: the engine's, DEFAULT_REQUEST_TIMEOUT)
 
     @property
     def open_model(self) -> bool:
@@ -99,6 +112,12 @@ class ExecutorSpec:
         """Parse k6-style options (snake_case or k6's camelCase); raise ExecutorOptionError."""
         if not isinstance(options, Mapping):
             raise ExecutorOptionError(f"executor options must be a mapping, got {type(options).__name__}")
+        twice = [k for k in _CAMEL if k in options and _CAMEL[k] in options]
+        if twice:
+            camel, snake = twice[0], _CAMEL[twice[0]]
+            raise ExecutorOptionError(
+                f"{camel}={options[camel]!r} and {snake}={options[snake]!r} are one option: give it once"
+            )
         opts = {_CAMEL.get(k, k): v for k, v in options.items()}
         executor = opts.get("executor")
         if executor not in EXECUTORS:
@@ -118,15 +137,25 @@ class ExecutorSpec:
             "start_offset": parse_duration(opts.get("start_offset", 0), "start_offset", True),
             "share_index": _int(opts, "share_index", 0, minimum=0),
             "share_count": _int(opts, "share_count", 1, minimum=1),
-            "max_iterations": _int(opts, "max_iterations", MAX_ITERATIONS, minimum=1),
+            "max_iterations": _int(opts, "max_iterations", MAX_ITERATIONS, 1, MAX_ITERATIONS),
+            "http_version": _http_version(opts.get("http_version", _default_http_version(executor))),
+            "timeout": parse_duration(opts["timeout"], "timeout") if "timeout" in opts else None,
         }
         _check_share(common["share_index"], common["share_count"])
+        if executor == "agent-fleet":  # each agent a VU with its own connection and Go's tickers
+            _require(opts, executor, "agents", "duration")
+            timing = agent_timing.parse_agent_timing(opts)
+            # Go's ForceAttemptHTTP2 offers h2 and http/1.1 by ALPN: "auto" unless the marker says otherwise
+            common["http_version"] = timing.http_version
+            duration = parse_duration(opts["duration"])
+            extra = {"agent_timing": timing}
+            return cls(executor, duration=duration, vus=timing.agents, extra=extra, **common)
         if executor == "constant-vus":
             _require(opts, executor, "vus", "duration")
             return cls(
                 executor,
                 duration=parse_duration(opts["duration"]),
-                vus=_int(opts, "vus", 0, minimum=1),
+                vus=_int(opts, "vus", 0, 1, MAX_VUS),
                 **common,
             )
         time_unit = parse_duration(opts.get("time_unit", 1.0), "time_unit")
@@ -134,7 +163,7 @@ class ExecutorSpec:
             _require(opts, executor, "rate", "duration", "pre_allocated_vus")
             rate = _number(opts, "rate", minimum_exclusive=0.0)
             pre, max_vus = _vus(opts)
-            return cls(
+            spec = cls(
                 executor,
                 duration=parse_duration(opts["duration"]),
                 rate=rate,
@@ -143,10 +172,11 @@ class ExecutorSpec:
                 max_vus=max_vus,
                 **common,
             )
+            return _schedule_checked(spec, capped="max_iterations" in opts)
         _require(opts, executor, "stages", "pre_allocated_vus")
         stages = _stages(opts["stages"])
         pre, max_vus = _vus(opts)
-        return cls(
+        spec = cls(
             executor,
             start_rate=_number(opts, "start_rate", minimum=0.0) if "start_rate" in opts else 0.0,
             stages=stages,
@@ -155,6 +185,34 @@ class ExecutorSpec:
             max_vus=max_vus,
             **common,
         )
+        return _schedule_checked(spec, capped="max_iterations" in opts)
+
+
+def _schedule_checked(spec: ExecutorSpec, capped: bool) -> ExecutorSpec:
+    """An open-model schedule that can run: no overflow when the phase starts (rate 2 per 1e-300 s),
+    and no silent cut at MAX_ITERATIONS unless max_iterations asks for one."""
+    if spec.executor == "constant-arrival-rate":
+        peak = spec.rate / spec.time_unit
+        arrivals = peak * spec.duration
+    else:  # as engine/schedule.py: the rate is linear within each stage
+        peak, arrivals, r0 = spec.start_rate / spec.time_unit, 0.0, spec.start_rate / spec.time_unit
+        for stage in spec.stages:
+            r1 = stage.target / spec.time_unit
+            peak, arrivals, r0 = max(peak, r1), arrivals + (r0 + r1) / 2 * stage.duration, r1
+    top = max(spec.rate, spec.start_rate, *(s.target for s in spec.stages))
+    written = f"a rate of {top:g} per time_unit {spec.time_unit:g}s for {spec.total_duration:g}s"
+    if not peak <= MAX_RATE_PER_S or not math.isfinite(arrivals):
+        raise ExecutorOptionError(
+            f"{spec.executor}: {written} is {peak:.4g} iterations per second, above one per nanosecond "
+            "(the schedule's clock); check rate and time_unit"
+        )
+    if arrivals >= MAX_ITERATIONS + 1 and not capped:
+        raise ExecutorOptionError(
+            f"{spec.executor}: {written} is {arrivals:.4g} iterations, above the engine's ceiling of "
+            f"{MAX_ITERATIONS:_} per scenario; lower the rate or the duration (or set max_iterations "
+            "to cut the schedule on purpose)"
+        )
+    return spec
 
 
 def split_evenly(total: int, index: int, count: int) -> int:
@@ -174,28 +232,44 @@ def _number(
     minimum: float | None = None,
     minimum_exclusive: float | None = None,
 ) -> float:
-    value = opts[name]
+    written = opts[name]
+    value = _finite(written, name)
+    if minimum is not None and value < minimum:
+        raise ExecutorOptionError(f"{name}: {written!r} must be >= {minimum:g}")
+    if minimum_exclusive is not None and value <= minimum_exclusive:
+        raise ExecutorOptionError(f"{name}: {written!r} must be > {minimum_exclusive:g}")
+    return value
+
+
+def _finite(value: object, name: str) -> float:
+    """``value`` as a finite float; an error naming the option for a bool, a string, NaN, inf or 10**400."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ExecutorOptionError(f"{name}: {value!r} is not a number")
-    if minimum is not None and value < minimum:
-        raise ExecutorOptionError(f"{name}: {value!r} must be >= {minimum:g}")
-    if minimum_exclusive is not None and value <= minimum_exclusive:
-        raise ExecutorOptionError(f"{name}: {value!r} must be > {minimum_exclusive:g}")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise ExecutorOptionError(f"{name}: {value!r} is not a finite number")
+    return number
 
 
-def _int(opts: Mapping[str, object], name: str, default: int, minimum: int) -> int:
+def _int(
+    opts: Mapping[str, object], name: str, default: int, minimum: int, maximum: int | None = None
+) -> int:
     value = opts.get(name, default)
     if isinstance(value, bool) or not isinstance(value, int):
         raise ExecutorOptionError(f"{name}: {value!r} is not a whole number")
     if value < minimum:
         raise ExecutorOptionError(f"{name}: {value!r} must be >= {minimum}")
+    if maximum is not None and value > maximum:
+        raise ExecutorOptionError(f"{name}: {value!r} must be <= {maximum:_}")
     return value
 
 
 def _vus(opts: Mapping[str, object]) -> tuple[int, int]:
-    pre = _int(opts, "pre_allocated_vus", 0, minimum=1)
-    max_vus = _int(opts, "max_vus", pre, minimum=1)
+    pre = _int(opts, "pre_allocated_vus", 0, 1, MAX_VUS)
+    max_vus = _int(opts, "max_vus", pre, 1, MAX_VUS)
     if max_vus < pre:
         raise ExecutorOptionError(
             f"max_vus ({max_vus}) is below pre_allocated_vus ({pre}); raise max_vus or omit it"
@@ -212,11 +286,27 @@ def _stages(raw: object) -> tuple[Stage, ...]:
             raise ExecutorOptionError(
                 f"stages[{i}]: {stage!r} must be a mapping with exactly target and duration"
             )
-        target = stage["target"]
-        if isinstance(target, bool) or not isinstance(target, int | float) or target < 0:
-            raise ExecutorOptionError(f"stages[{i}].target: {target!r} must be a number >= 0")
-        stages.append(Stage(float(target), parse_duration(stage["duration"], f"stages[{i}].duration")))
+        target = _finite(stage["target"], f"stages[{i}].target")
+        if target < 0:
+            raise ExecutorOptionError(f"stages[{i}].target: {stage['target']!r} must be a number >= 0")
+        stages.append(Stage(target, parse_duration(stage["duration"], f"stages[{i}].duration")))
     return tuple(stages)
+
+
+def _default_http_version(executor: object) -> str:
+    return "2" if executor == "agent-fleet" else "1.1"  # certctl's agent speaks HTTP/2 (ForceAttemptHTTP2)
+
+
+def _http_version(value: object) -> str:
+    text = str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+    if text == "2.0":
+        text = "2"
+    if text not in HTTP_VERSIONS:
+        raise ExecutorOptionError(
+            f"http_version: {value!r} is not supported; use '1.1', '2' (HTTP/2 over TLS, ALPN h2) or "
+            "'auto' (offer both by ALPN and use what the server picks, as Go's client does)"
+        )
+    return text  # type: ignore[return-value]
 
 
 def _check_share(index: int, count: int) -> None:

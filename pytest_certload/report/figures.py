@@ -215,3 +215,25 @@ def spectrum_figure(phase: PhaseVerdict) -> go.Figure:
         ],
     )
     return fig
+
+
+def server_figure(phase: PhaseVerdict) -> go.Figure | None:
+    """certctl's resident memory and TCP connections, once a second (pytest_certload/serverside/);
+    None when certctl's process was not sampled."""
+    from pytest_certload.serverside.derived import MIB, raw_block
+
+    block = raw_block(phase.samples.meta) or {}
+    series = (block.get("certctl") or {}).get("series") or {}
+    at = series.get("t") or []
+    if not at:
+        return None
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    rss = [None if v is None else v / MIB for v in series.get("rss") or []]
+    fig.add_trace(go.Scatter(x=at, y=rss, name="certctl RSS (MiB)", line={"color": "#1f77b4"}))
+    connections = series.get("connections") or []
+    fig.add_trace(
+        go.Scatter(x=at, y=connections, name="TCP connections", line={"color": "#ff7f0e"}), secondary_y=True
+    )
+    fig.update_layout(**LAYOUT, height=300, title="certctl per second: resident memory and connections")
+    fig.update_xaxes(title_text="seconds since the phase's sampling began")
+    return fig

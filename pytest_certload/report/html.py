@@ -239,6 +239,32 @@ def _threshold_rows(phase: PhaseVerdict) -> list[list[str]]:
     return rows
 
 
+def server_section(phase: PhaseVerdict) -> str:
+    """certctl, PostgreSQL and the machine over the phase: figures per request, the bottleneck, the
+    statements that took the most time (pytest_certload/serverside/)."""
+    from plotly.io import to_html
+
+    from pytest_certload.report.figures import server_figure
+    from pytest_certload.serverside.summary import detail_lines, phase_block
+
+    entry = phase_block(phase)
+    if entry is None:
+        return "<h3>Server side</h3><p class=sub>Not sampled (the test used no certload_stack).</p>"
+    out = ["<h3>Server side</h3><ul>", *(f"<li>{_e(line)}</li>" for line in detail_lines(entry)), "</ul>"]
+    top = ((entry["raw"].get("database") or {}).get("statements") or {}).get("top") or []
+    if top:
+        rows = [
+            [f"<code>{_e(q['query'])}</code>", _e(q["calls"]), _num(q["exec_ms"]), _e(q["rows"])] for q in top
+        ]
+        out.append(_table(["statement (normalised)", "calls", "exec ms", "rows"], rows, (1, 2, 3)))
+    figure = server_figure(phase)
+    if figure is not None:
+        config = {"displaylogo": False, "responsive": True}
+        plot = to_html(figure, full_html=False, include_plotlyjs=False, config=config)
+        out.append(f"<div class=plot>{plot}</div>")
+    return "".join(out)
+
+
 def phase_section(index: int, phase: PhaseVerdict) -> str:
     from plotly.io import to_html
 
@@ -273,6 +299,7 @@ def phase_section(index: int, phase: PhaseVerdict) -> str:
             ]
         )
     )
+    out.append(server_section(phase))
     rows = _threshold_rows(phase)
     if rows:
         out.append(

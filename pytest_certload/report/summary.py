@@ -15,6 +15,9 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from pytest_certload.report.fleet import fleet_entries
+from pytest_certload.serverside.derived import SERVER_METRICS
+from pytest_certload.serverside.summary import scenario_server, server_entry
 from pytest_certload.stack.model import STANDIN_CAVEAT
 from pytest_certload.thresholds import KNOWN_METRICS, MetricKey, Verdict, parse_metric_key
 from pytest_certload.verdict import PhaseVerdict, ScenarioVerdict
@@ -169,6 +172,8 @@ def scenario_entry(record: PhaseVerdict, info: ScenarioVerdict) -> dict[str, Any
         "target": (record.stack or {}).get("target"),
         "caveat": stack_caveat(record.stack),
         "postgres_profile": (record.stack or {}).get("postgres_profile"),
+        # certctl / PostgreSQL / machine over the phase (serverside/); "scope" says if it is phase-wide
+        "server": scenario_server(record),
     }
 
 
@@ -232,6 +237,9 @@ def build_summary(
         kind = kinds.get(key.name) or KNOWN_METRICS.get(key.name)
         if kind is None:  # thresholded but never recorded: keep the verdicts visible
             metrics[text] = {"type": None, "contains": None, "values": None, "count": 0}
+        elif key.name in SERVER_METRICS:  # one value per phase: each phase's "server_side" entry
+            unit = SERVER_METRICS[key.name][0]
+            metrics[text] = {"type": "server", "contains": unit, "values": None, "count": 0}
         else:
             metrics[text] = metric_entry(records, merged, key, kind)
         if text in thresholds:
@@ -299,4 +307,8 @@ def build_summary(
         ],
         "scenarios": scenarios,
         "connector_tier": connector_tier(merged),
+        "agent_fleet": fleet_entries(records),  # report/fleet.py: fleet size, connections held, drain
+        "server_side": [
+            {"test": r.nodeid, "scenarios": [i.name for i in r.scenarios], **server_entry(r)} for r in records
+        ],
     }

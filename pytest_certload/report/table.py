@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from pytest_certload.report.fleet import fleet_lines
+from pytest_certload.serverside.summary import compact_cell
 from pytest_certload.thresholds import Verdict
 
 
@@ -89,6 +91,7 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
                 _ms(d.get("p(95)")),
                 _ms(d.get("p(99)")),
                 "-" if error is None else f"{error * 100:.2f}%",
+                compact_cell(s.get("server")),
                 verdict_text,
             ]
         )
@@ -101,9 +104,21 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         "p95 ms",
         "p99 ms",
         "errors",
+        "server cpu/q/tx per req",
         "thresholds",
     ]
     lines += render_table(headers, rows)
+    lines += server_lines(summary)
+    lines += fleet_lines(summary)  # report/fleet.py: agent fleets and renewal drains
     if breaches:
         lines += ["breached thresholds:", *breaches]
     return lines
+
+
+def server_lines(summary: dict[str, Any]) -> list[str]:
+    """One line per phase naming its CPU bottleneck (measured), when the server was sampled."""
+    return [
+        f"{', '.join(p['scenarios'])}: {p['bottleneck']}"
+        for p in summary.get("server_side") or ()
+        if p.get("bottleneck")
+    ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from pytest_certload.seeding.agent_bound import AgentBoundReport, seed_agent_bound_fleet
 from pytest_certload.seeding.api_seeder import seed_fleet_via_api
 from pytest_certload.seeding.copy_writer import seed_fleet
 from pytest_certload.seeding.errors import SeedingError, SeedRefused
@@ -31,7 +32,9 @@ def ensure_may_seed(stack: Stack, allow_external: bool) -> None:
 
 
 class FleetSeeder:
-    """``seeder(fleet_name) -> SeedReport``; cached, so two scenarios naming a fleet seed it once."""
+    """``seeder(fleet_name, count=None) -> SeedReport``; cached, so two scenarios naming a fleet
+    seed it once. ``seeder.agent_bound(n)`` seeds the agent-bound fleet (agents, targets,
+    certificates, mappings: :mod:`.agent_bound`)."""
 
     def __init__(
         self,
@@ -48,6 +51,7 @@ class FleetSeeder:
         self.seeds_dir = seeds_dir
         self.api_concurrency = api_concurrency
         self.reports: dict[str, SeedReport] = {}
+        self.agent_bound_reports: dict[int, AgentBoundReport] = {}
 
     def method_for(self) -> Literal["sql", "api"]:
         if self.via == "sql" and not self.stack.dsn:
@@ -59,11 +63,15 @@ class FleetSeeder:
             return self.via  # type: ignore[return-value]
         return "sql" if self.stack.dsn else "api"
 
-    def __call__(self, fleet_name: str) -> SeedReport:
-        if fleet_name in self.reports:
-            return self.reports[fleet_name]
+    def __call__(self, fleet_name: str, count: int | None = None) -> SeedReport:
+        """Seed ``fleet_name`` (``count`` rows instead of the file's, when given)."""
+        key = fleet_name if count is None else f"{fleet_name}[{count}]"
+        if key in self.reports:
+            return self.reports[key]
         ensure_may_seed(self.stack, self.allow_external)
         fleet = load_fleet(fleet_name, self.seeds_dir)
+        if count is not None:
+            fleet = fleet.with_count(count)
         if self.method_for() == "sql":
             assert self.stack.dsn is not None
             with connect_pg(self.stack.dsn, connect_timeout=10) as conn:
@@ -82,5 +90,23 @@ class FleetSeeder:
                 ca_bundle=self.stack.ca_bundle,
                 concurrency=self.api_concurrency,
             )
-        self.reports[fleet_name] = report
+        self.reports[key] = report
+        return report
+
+    def agent_bound(self, count: int) -> AgentBoundReport:
+        """Seed ``count`` agent-bound agents/targets/certificates (SQL only: no API creates mappings)."""
+        if count in self.agent_bound_reports:
+            return self.agent_bound_reports[count]
+        ensure_may_seed(self.stack, self.allow_external)
+        if not self.stack.dsn or self.via == "api":
+            raise SeedingError(
+                "the agent-bound fleet needs SQL seeding (certctl has no API for certificate-target "
+                "mappings, and API-created targets reach agents with key_path redacted): run with a "
+                "stack that has a DSN and without --certload-seed-via=api"
+            )
+        with connect_pg(self.stack.dsn, connect_timeout=10) as conn:
+            report = seed_agent_bound_fleet(conn, count, seeds_dir=self.seeds_dir)
+        self.agent_bound_reports[count] = report
+        for table_report in report.tables:
+            self.reports[f"{table_report.fleet}[{count}]"] = table_report
         return report

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import sysconfig
 import tempfile
 import time
@@ -49,10 +50,16 @@ from pytest_certload.stack.certctl import (
 from pytest_certload.stack.model import Stack, Target, loopback_target
 from pytest_certload.stack.options import StackOptions
 from pytest_certload.stack.ports import distinct_free_ports
-from pytest_certload.stack.postgres import dsn_for, effective_settings, new_password, server_settings
+from pytest_certload.stack.postgres import (
+    dsn_for,
+    effective_settings,
+    enable_statement_stats,
+    new_password,
+    server_settings,
+)
 from pytest_certload.stack.probes import certctl_ready, certctl_version, presents_leaf, process_listens
 from pytest_certload.stack.process import ComponentFailed
-from pytest_certload.stack.provider import StackProvider
+from pytest_certload.stack.provider import RestartUnsupported, StackProvider
 from pytest_certload.stack.secret import Secret, connect_pg, reveal_env, scrub, secrets_in
 from pytest_certload.stack.tls import TLSMaterial
 
@@ -295,6 +302,7 @@ class DockerProvider(StackProvider):
         self.components: list[Component] = []
         self.owner = owner_id(owner_pid or os.getpid())
         self.pg_settings: dict[str, str] = {}  # durability settings as PostgreSQL reports them
+        self.restartable: dict[str, tuple] = {}  # name -> (component, url or dsn, port): faults/
         self.pg_data: str | None = None
 
     # -- images ------------------------------------------------------------------------------
@@ -353,6 +361,7 @@ class DockerProvider(StackProvider):
         )
 
         server, comp, url = self._certctl(inner_dsn, ports["certctl"], host_dsn)
+        self.restartable = {"certctl": (comp, url, ports["certctl"]), "postgresql": (pg, host_dsn, pg_port)}
         ready_s = comp.wait_ready(
             lambda: certctl_ready(url, str(self.tls.ca_cert)) and self._listens(comp, ports["certctl"]),
             timeout,
@@ -392,7 +401,67 @@ class DockerProvider(StackProvider):
             bootstrap_token=self.secret.bootstrap_token,
             components=components,
             skipped=skipped,
+            server_container=comp.container.get_wrapped_container().id,
+            postgres_container=pg.container.get_wrapped_container().id,
+            pg_statement_stats=enable_statement_stats(host_dsn),
         )
+
+    # -- faults and health ---------------------------------------------------------------------
+    def dead_components(self) -> dict[str, str]:
+        dead = {}
+        for comp in self.components:
+            if comp.name == "certctl-migrate":
+                continue  # runs once and exits by design
+            with contextlib.suppress(Exception):  # engine unreachable: nothing to say per container
+                state = comp.container.get_wrapped_container()
+                state.reload()
+                if state.status in ("exited", "dead"):
+                    code = state.attrs.get("State", {}).get("ExitCode")
+                    tail = "\n".join("    " + ln for ln in comp.log_tail().splitlines())
+                    dead[comp.name] = f"container exited with code {code}\n  last lines of its log:\n{tail}"
+        return dead
+
+    def cannot_restart(self, name: str) -> str | None:
+        if name not in self.restartable:
+            return f"the docker stack has no component {name!r} to restart"
+        if name == "postgresql" and (self.opts.pg_profile == "fast" or self.opts.base_image):
+            return (
+                "restarting PostgreSQL's container loses its data with the fast profile (tmpfs) and "
+                "re-runs initdb with --certload-base-image; use the native stack or the durable profile "
+                "with the official image"
+            )
+        return None
+
+    def restart_component(self, name: str, signum: int = signal.SIGTERM) -> float:
+        """Restart the certctl (stand-in) or PostgreSQL container: ``docker stop`` (SIGTERM, then
+        SIGKILL after 10 s) or ``docker kill`` (SIGKILL), then ``docker start``; wait until ready.
+
+        PostgreSQL only when its data survives a restart: the official image with the durable
+        profile (``fast`` keeps data on tmpfs, the base image's script runs initdb at every start).
+        """
+        why_not = self.cannot_restart(name)
+        if why_not:
+            raise RestartUnsupported(why_not)
+        comp, where, port = self.restartable[name]
+        container = comp.container.get_wrapped_container()
+        if signum == signal.SIGKILL:
+            container.kill(signal="SIGKILL")
+            container.wait(timeout=30)
+        else:
+            container.stop(timeout=10)
+        container.start()
+        comp.started = time.monotonic()
+        if name == "certctl":
+            ca = str(self.tls.ca_cert)
+            ready = lambda: certctl_ready(where, ca) and self._listens(comp, port)  # noqa: E731
+            return comp.wait_ready(ready, self.opts.ready_timeout, "answering /health and /ready")
+
+        def accepts() -> bool:
+            with connect_pg(where, connect_timeout=2) as conn:
+                conn.execute("SELECT 1")
+            return True
+
+        return comp.wait_ready(accepts, self.opts.ready_timeout, "accepting connections")
 
     # -- containers --------------------------------------------------------------------------
     def _run(

@@ -67,6 +67,13 @@ class Stack:
     certctl_choice: str | None = None  # how it was asked: "default --certctl=auto", "--certctl-bin=..."
     certctl_source: str | None = None  # what answered and how it was found ("image REF (pulled)", ...)
     fallback_reason: str | None = None  # why --certctl=auto ran the stand-in instead of certctl
+    #: what the server-side sampler (serverside/process.py) watches: the PIDs of certctl and the
+    #: PostgreSQL postmaster (native), the container ids (docker); None when not ours (external)
+    server_pid: int | None = None
+    postgres_pid: int | None = None
+    server_container: str | None = None
+    postgres_container: str | None = None
+    pg_statement_stats: bool = False  # pg_stat_statements was created in the stack's database
 
     def __post_init__(self) -> None:
         if not isinstance(self.token, Secret):

@@ -8,9 +8,11 @@ under the session workdir, and is stopped by :meth:`NativeProvider.stop` (also r
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -29,7 +31,8 @@ from pytest_certload.stack.ports import distinct_free_ports
 from pytest_certload.stack.postgres import NativePostgres
 from pytest_certload.stack.probes import certctl_ready, certctl_version, is_ours, process_listens
 from pytest_certload.stack.process import ComponentFailed, ManagedProcess
-from pytest_certload.stack.provider import StackProvider
+from pytest_certload.stack.provider import RestartUnsupported, StackProvider
+from pytest_certload.stack.secret import connect_pg
 from pytest_certload.stack.tls import TLSMaterial
 
 HOST = "127.0.0.1"
@@ -48,6 +51,15 @@ def python_env() -> dict[str, str]:
     return env
 
 
+@dataclass(frozen=True)
+class CertctlHandle:
+    """certctl's (or the stand-in's) process and where it answers: what a restart needs."""
+
+    process: ManagedProcess
+    url: str
+    port: int
+
+
 class NativeProvider(StackProvider):
     """Starts the stack as local processes; :meth:`stop` undoes everything :meth:`start` did."""
 
@@ -55,6 +67,7 @@ class NativeProvider(StackProvider):
         self.opts, self.workdir, self.tls, self.secret = opts, workdir, tls, secret
         self.postgres: NativePostgres | None = None
         self.processes: list[ManagedProcess] = []
+        self.certctl: CertctlHandle | None = None
 
     def _start(self) -> Stack:
         timeout = self.opts.ready_timeout
@@ -100,6 +113,7 @@ class NativeProvider(StackProvider):
         server, proc, url = self._certctl_process(ports["certctl"])
         t0 = time.monotonic()
         self.processes.append(proc.start())
+        self.certctl = CertctlHandle(proc, url, ports["certctl"])  # for restarts (faults/)
 
         def certctl_is_ours() -> bool:
             ca = str(self.tls.ca_cert)
@@ -142,6 +156,9 @@ class NativeProvider(StackProvider):
             bootstrap_token=self.secret.bootstrap_token,
             components=components,
             skipped=skipped,
+            server_pid=proc.popen.pid if proc.popen is not None else None,
+            postgres_pid=self.postgres.process.popen.pid if self.postgres.process.popen else None,
+            pg_statement_stats=self.postgres.statement_stats,
         )
 
     def _target_command(self, name: str, port: int) -> ManagedProcess | str:
@@ -208,3 +225,47 @@ class NativeProvider(StackProvider):
         if self.postgres is not None:
             self.postgres.stop()
         self.processes.clear()
+
+    # -- faults and health ---------------------------------------------------------------------
+    def dead_components(self) -> dict[str, str]:
+        return {p.name: why for p in self.processes if (why := p.exit_description()) is not None}
+
+    def cannot_restart(self, name: str) -> str | None:
+        if name in ("certctl", "postgresql"):
+            return None
+        return f"the native stack restarts certctl and postgresql, not {name!r}"
+
+    def restart_component(self, name: str, signum: int = signal.SIGTERM) -> float:
+        """Restart certctl (the stand-in) or PostgreSQL in place: same command, port and data."""
+        timeout = self.opts.ready_timeout
+        if name == "certctl" and self.certctl is not None:
+            handle, ca = self.certctl, str(self.tls.ca_cert)
+            handle.process.restart(signum)
+            started = time.monotonic()
+
+            def answers() -> bool:
+                pid = handle.process.popen.pid if handle.process.popen else 0
+                return certctl_ready(handle.url, ca) and process_listens(pid, handle.port)
+
+            handle.process.wait_ready(answers, timeout, "listening, answering /health and /ready")
+            self._new_pid("server_pid", handle.process)
+            return time.monotonic() - started
+        if name == "postgresql" and self.postgres is not None and self.postgres.process is not None:
+            proc, dsn = self.postgres.process, self.postgres.dsn
+            proc.restart(signum)
+            started = time.monotonic()
+
+            def accepts() -> bool:
+                with connect_pg(dsn, connect_timeout=2) as conn:
+                    conn.execute("SELECT 1")
+                return True
+
+            proc.wait_ready(accepts, timeout, "accepting connections")
+            self._new_pid("postgres_pid", proc)
+            return time.monotonic() - started
+        raise RestartUnsupported(f"the native stack has no component {name!r} to restart")
+
+    def _new_pid(self, field: str, proc: ManagedProcess) -> None:
+        """The stack's description follows a restarted process (server-side sampling reads its pid)."""
+        if self.stack is not None and hasattr(self.stack, field) and proc.popen is not None:
+            setattr(self.stack, field, proc.popen.pid)

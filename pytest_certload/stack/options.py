@@ -68,6 +68,8 @@ class StackOptions:
     rate_limit: bool = False
     workdir: Path | None = None
     ready_timeout: float = 60.0
+    #: a real certctl-agent binary to run beside simulated agents (stack/real_agents.py); None: not given
+    certctl_agent_bin: Path | None = None
 
     def __post_init__(self) -> None:
         if self.certctl_token is not None and not isinstance(self.certctl_token, Secret):
@@ -110,6 +112,12 @@ def add_options(parser: pytest.Parser) -> None:
         "--certctl-bin",
         default=None,
         help="certctl-server binary to run (env CERTLOAD_CERTCTL_BIN); the same as --certctl=bin:PATH",
+    )
+    group.addoption(
+        "--certctl-agent-bin",
+        default=None,
+        help="a real certctl-agent binary, built outside this repository (env CERTLOAD_CERTCTL_AGENT_BIN): "
+        "tests/scale/test_agent_fidelity.py runs a few beside the simulated agents; skipped without it",
     )
     group.addoption(
         "--certctl-migrations",
@@ -289,8 +297,24 @@ def options_from_config(config: pytest.Config) -> StackOptions:
     for name in DEFAULT_IMAGES:
         if get(f"--certload-{name}-image"):
             opts.images[name] = get(f"--certload-{name}-image")
+    opts.certctl_agent_bin = agent_binary(get("--certctl-agent-bin"))
     check_certctl(opts)
     return opts
+
+
+def agent_binary(option: str | None) -> Path | None:
+    """--certctl-agent-bin, else env CERTLOAD_CERTCTL_AGENT_BIN; a name that is no executable file is a
+    UsageError naming where it came from."""
+    named = f"--certctl-agent-bin {option}" if option else None
+    if not option and os.environ.get("CERTLOAD_CERTCTL_AGENT_BIN"):
+        option = os.environ["CERTLOAD_CERTCTL_AGENT_BIN"]
+        named = f"env CERTLOAD_CERTCTL_AGENT_BIN={option}"
+    path = _path(option)
+    if path is not None and not (path.is_file() and os.access(path, os.X_OK)):
+        raise pytest.UsageError(
+            f"{named}: no executable file there (give a certctl-agent binary built outside the repo)"
+        )
+    return path
 
 
 def check_certctl(opts: StackOptions) -> None:

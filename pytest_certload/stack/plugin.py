@@ -23,6 +23,7 @@ from filelock import FileLock
 from pytest_certload.stack import process
 from pytest_certload.stack.choice import banner_lines, explicit_target
 from pytest_certload.stack.choice import resolve as resolve_certctl
+from pytest_certload.stack.health import StackHealth
 from pytest_certload.stack.model import Stack, Target
 from pytest_certload.stack.options import RELEASE_IMAGE, StackOptions, add_options, options_from_config
 from pytest_certload.stack.postgres import PROFILE_TEXT
@@ -50,6 +51,9 @@ PREVIOUS_SIGTERM_KEY = pytest.StashKey[object]()
 CONTROLLER_STACK_KEY = pytest.StashKey[dict[str, "Stack | str"]]()
 #: workerinput key: the controller's stack, sent to generators on other hosts
 WORKERINPUT_STACK = "certload_stack"
+#: the stacks this process started, by name (the default's and each variant's): health checks, faults
+NAMED_SESSIONS_KEY = pytest.StashKey[dict[str, StackSession]]()
+HEALTH_KEY = pytest.StashKey[StackHealth]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -59,6 +63,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[OPTIONS_KEY] = options_from_config(config)
     config.stash[SESSIONS_KEY] = []
+    config.stash[NAMED_SESSIONS_KEY] = {}
+    config.stash[HEALTH_KEY] = StackHealth()
 
 
 #: fixtures whose tests start processes or load phases: only then is SIGTERM worth handling
@@ -134,7 +140,22 @@ def stack_properties(stack: Stack) -> list[tuple[str, str]]:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_setup(item: pytest.Item) -> Any:
-    """A test that used the stack carries its labels (stand-in caveat included) in its reports."""
+    """A test that used the stack carries its labels (stand-in caveat included) in its reports.
+
+    Before it runs, the stacks it uses are checked (stack/health.py): dead certctl / PostgreSQL is
+    restarted, anything else fails the test here with what died and its log tail.
+    """
+    health = item.config.stash[HEALTH_KEY]
+    problem = health.ensure(item.nodeid, providers_of(item))
+    for line in health.restarted:
+        item.user_properties.append(("certload_stack_restarted", line))
+        reporter = item.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.ensure_newline()
+            reporter.write_line(line, yellow=True)
+    health.restarted.clear()
+    if problem is not None:
+        pytest.fail(problem, pytrace=False)
     try:
         return (yield)
     finally:
@@ -143,6 +164,37 @@ def pytest_runtest_setup(item: pytest.Item) -> Any:
             for prop in stack_properties(stack):
                 if prop not in item.user_properties:
                     item.user_properties.append(prop)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
+    """A stack component that died during the test fails the test, with its log tail."""
+    try:
+        return (yield)
+    finally:
+        message = item.config.stash[HEALTH_KEY].died_during(item.nodeid, providers_of(item))
+        if message is not None:
+            pytest.fail(message, pytrace=False)
+
+
+def providers_of(item: pytest.Item) -> list[tuple[str, Any]]:
+    """(name, provider) of the stacks this process started that ``item`` uses."""
+    fixtures = getattr(item, "fixturenames", ())
+    named = item.config.stash.get(NAMED_SESSIONS_KEY, {})
+    used = []
+    for name, session in named.items():
+        fixture = "certload_stack" if name == DEFAULT_NAME else "certload_stack_variant"
+        if fixture in fixtures and session.provider is not None:
+            used.append((name, session.provider))
+    return used
+
+
+def provider_of(config: pytest.Config, stack: Stack) -> Any | None:
+    """The provider that started ``stack`` in this process (restarts, faults), else None."""
+    for session in config.stash.get(NAMED_SESSIONS_KEY, {}).values():
+        if session.stack is stack:
+            return session.provider
+    return None
 
 
 def _sigterm_to_interrupt(signum: int, frame: object) -> None:
@@ -286,6 +338,7 @@ def _start_shared(
         config.stash[SESSIONS_KEY].append(session)
         if not xdist_worker:
             request.addfinalizer(session.stop)
+            config.stash[NAMED_SESSIONS_KEY][name] = session  # health checks between tests
             return session.start()
         try:
             stack = session.start()

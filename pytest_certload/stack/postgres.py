@@ -32,7 +32,14 @@ PG_BIN_DIRS = ("/usr/lib/postgresql/17/bin", "/usr/lib/postgresql/16/bin", "/usr
 PG_PROFILES = ("durable", "fast")
 DEFAULT_PG_PROFILE = "durable"
 #: settings of every profile (capacity, not durability)
-COMMON_SETTINGS = {"max_connections": "300", "shared_buffers": "256MB", "listen_addresses": "127.0.0.1"}
+COMMON_SETTINGS = {
+    "max_connections": "300",
+    "shared_buffers": "256MB",
+    "listen_addresses": "127.0.0.1",
+    # per-statement counts and times: the server-side block (serverside/postgres.py) reads them
+    "shared_preload_libraries": "pg_stat_statements",
+    "pg_stat_statements.track": "top",
+}
 #: the durability settings the ``fast`` profile turns off; ``durable`` leaves them at PostgreSQL's defaults
 DURABILITY_SETTINGS = ("fsync", "synchronous_commit", "full_page_writes")
 PROFILE_TEXT = {
@@ -54,6 +61,21 @@ def effective_settings(conn: psycopg.Connection) -> dict[str, str]:
     query = "SELECT name, setting FROM pg_settings WHERE name = ANY(%s) ORDER BY name"
     rows = conn.execute(query, (list(DURABILITY_SETTINGS),)).fetchall()
     return {name: setting for name, setting in rows}
+
+
+def enable_statement_stats(dsn: DsnSecret | Secret) -> bool:
+    """``CREATE EXTENSION pg_stat_statements`` in the stack's database; False when the server lacks it.
+
+    The library is preloaded by :data:`COMMON_SETTINGS`; the view exists only where the extension is
+    created. A server without the contrib module still runs: the per-query figures then say n/a.
+    """
+    try:
+        with connect_pg(dsn, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            conn.execute("SELECT count(*) FROM pg_stat_statements").fetchone()
+        return True
+    except Exception:
+        return False
 
 
 def filesystem_type(path: Path) -> str:
@@ -130,6 +152,7 @@ class NativePostgres:
     profile: str = "fast"
     settings: dict[str, str] = field(default_factory=dict)  # durability settings as the server reports
     data_fs: str | None = None  # file system type of the data directory
+    statement_stats: bool = False  # pg_stat_statements created in the database
 
     def describe_data(self) -> str:
         """'disk (ext4)' or 'tmpfs': where the data directory is."""
@@ -208,6 +231,7 @@ class NativePostgres:
         self.ready_s = self.process.wait_ready(accepts, timeout, "accepting connections")
         with connect_pg(admin, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{self.dbname}" OWNER "{self.user}"')
+        self.statement_stats = enable_statement_stats(self.dsn)
         return self
 
     def stop(self) -> None:

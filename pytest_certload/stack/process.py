@@ -118,8 +118,8 @@ class ManagedProcess:
             time.sleep(delay)  # polling interval of a readiness probe, not synchronisation
             delay = min(delay * 1.5, 0.2)
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Signal the process group, wait, then SIGKILL what is left."""
+    def stop(self, timeout: float = 10.0, signum: int | None = None) -> None:
+        """Signal the process group (``signum``, default ``stop_signal``), wait, then SIGKILL the rest."""
         p = self.popen
         if p is None:
             return
@@ -127,7 +127,7 @@ class ManagedProcess:
             RUNNING.pop(p.pid, None)
         if p.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pid, self.stop_signal)
+                os.killpg(p.pid, self.stop_signal if signum is None else signum)
             try:
                 p.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -137,6 +137,30 @@ class ManagedProcess:
         # a daemon that forked (pg_ctl, apache) may leave group members behind
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(p.pid, signal.SIGKILL)
+
+    def exit_description(self) -> str | None:
+        """None while running; else 'exited with code N' (or 'never started') and its log tail."""
+        if self.popen is None:
+            return "never started"
+        code = self.popen.poll()
+        if code is None:
+            return None
+        how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        lines = "\n".join("    " + ln for ln in self.log_tail().splitlines())
+        return f"{how}\n  last lines of its log:\n{lines}"
+
+    def restart(self, signum: int = signal.SIGTERM, timeout: float = 10.0) -> float:
+        """Stop with ``signum`` (SIGTERM: graceful; SIGKILL: crash), start the same command again.
+
+        Returns the seconds the stop took. The caller waits for readiness (``wait_ready``): what
+        "ready" means depends on the component.
+        """
+        started = time.monotonic()
+        self.stop(timeout, signum)
+        stopped = time.monotonic() - started
+        self.popen = None
+        self.start()
+        return stopped
 
 
 def stop_all() -> None:

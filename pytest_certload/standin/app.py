@@ -10,8 +10,10 @@ Where things are: one module per resource for the handlers (:mod:`.certificates`
 :mod:`.responses`, the checks before routing in :mod:`.auth`, ServeMux's matching in :mod:`.routing`.
 A new route is one line in :meth:`Standin.__init__` plus a name in :data:`.config.ROUTES`.
 
-Not reproduced (stand-in limits, on purpose): RBAC queries, the audit trail, the scheduler, ETag
-on routes other than the certificate list, every route the load scenarios do not use.
+After auth, certctl's per-request database work is reproduced (:mod:`.audit`): one audit row per
+request (hash-chain trigger included) and the RBAC permission query before each gated handler.
+Not reproduced (stand-in limits, on purpose): the scheduler, ETag on routes other than the
+certificate list, every route the load scenarios do not use.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from aiohttp import web
 
 from pytest_certload.standin.acme import AcmeHandlers
 from pytest_certload.standin.agents import AgentHandlers
+from pytest_certload.standin.audit import AuditTrail, PermissionGate
 from pytest_certload.standin.auth import BearerAuth, ClientRateLimit
 from pytest_certload.standin.certificates import CertificateHandlers
 from pytest_certload.standin.config import StandinConfig
@@ -70,14 +73,16 @@ class Standin:
             ClientRateLimit(config).refuse,
             answer_preflight,
             BearerAuth(config.token).refuse,
-            redirect_to_clean_path,
         )
+        # after auth: the audit row (around the router) and the RBAC gate (before gated handlers)
+        self.audit = AuditTrail(self.db, config.max_body_size)
+        self.permissions = PermissionGate(self.db)
         health = HealthHandlers(self.db)
         certs = CertificateHandlers(self.db, config.max_body_size)
-        agents = AgentHandlers(self.db, config.max_body_size)
         local_issuer = (
             LocalIssuer()
-        )  # iss-local: ACME finalize signs with it, PUT /api/v1/issuers configures it
+        )  # iss-local: ACME finalize and agent CSRs sign with it, PUT /api/v1/issuers configures it
+        agents = AgentHandlers(self.db, config.max_body_size, local_issuer)
         acme = AcmeHandlers(self.db, local_issuer)
         issuers = IssuerHandlers(self.db, local_issuer, config.max_body_size)
         # certctl's route registrations; the second field names the route for --latency/--error-rate.
@@ -92,6 +97,12 @@ class Standin:
             Route("POST /api/v1/certificates/bulk-renew", "bulk_renew", certs.bulk_renew),
             Route("POST /api/v1/agents/{id}/heartbeat", "heartbeat", agents.heartbeat),
             Route("GET /api/v1/agents/{id}/work", "work", agents.work, head=get_only),
+            Route("POST /api/v1/agents/{id}/csr", "agent_csr", agents.csr),
+            Route(
+                "GET /api/v1/agents/{id}/certificates/{cert_id}", "agent_pickup", agents.pickup, head=get_only
+            ),
+            Route("POST /api/v1/agents/{id}/jobs/{job_id}/status", "agent_job_status", agents.job_status),
+            Route("POST /api/v1/jobs/{id}/verify", "verify_deployment", agents.verify),
             Route("PUT /api/v1/issuers/{id}", "update_issuer", issuers.update),
             Route("GET /acme/profile/{id}/directory", "acme_directory", acme.directory),
             Route("GET /acme/profile/{id}/new-nonce", "acme_new_nonce", acme.new_nonce),
@@ -127,14 +138,22 @@ class Standin:
             answer = check(request)
             if answer is not None:  # aiohttp responses are mappings, falsy when empty: never `or` them
                 return answer
-        return await self._route(router, request, rid)
+        if router is self.noauth_routes:
+            return await self._route(router, request, rid)
+        return await self.audit.around(request, lambda: self._route(router, request, rid))
 
     async def _route(self, router: Router, request: web.Request, rid: str) -> web.StreamResponse:
+        redirect = redirect_to_clean_path(request)  # ServeMux's clean-path redirect, behind the audit
+        if redirect is not None:
+            return redirect
         parts = path_segments(request)
         request["path_values"] = parts
         route = router.resolve(request.method, parts)
         if isinstance(route, web.Response):
             return route
+        refusal = await self.permissions.refuse(route.name)
+        if refusal is not None:
+            return refusal
         delay = self.config.latency_for(route.name)
         if delay > 0:
             await asyncio.sleep(delay / 1000.0)  # injected latency, the point of the option
@@ -153,6 +172,7 @@ def build_app(config: StandinConfig) -> web.Application:
     async def pool_lifecycle(_app: web.Application) -> AsyncIterator[None]:
         standin.db.open(config.dsn, max_size=config.pool_size)
         yield
+        await standin.audit.flush()
         await standin.db.close()
 
     app.cleanup_ctx.append(pool_lifecycle)

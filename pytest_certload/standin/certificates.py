@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 from aiohttp import web
 
+from pytest_certload.standin.audit import ADMIN_KEY_NAME, record_event_logged
 from pytest_certload.standin.gocompat import (
     GO_ZERO_TIME,
     DecodeError,
@@ -310,6 +311,10 @@ class CertificateHandlers:
                         continue
                     result["total_enqueued"] += 1
                     enqueued.append({"certificate_id": cert["id"], "job_id": job_id})
+                await record_event_logged(
+                    conn, ADMIN_KEY_NAME, "User", "bulk_renewal_initiated", "certificate", "bulk",
+                    {**{k: v for k, v in criteria.items() if v}, "certificate_ids": ids, **result},
+                )  # fmt: skip
         except OSError:
             return handler_error(500, "Bulk renewal failed: database unavailable", rid)
         if enqueued:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import psycopg
 
+from pytest_certload.standin.audit_schema import ensure_audit_schema
+
 # Serialises concurrent ensure_schema() calls (stand-in start and a seeder racing on one database).
 SCHEMA_LOCK_KEY = 0x63657274_6C6F6164  # "certload"
 
@@ -30,6 +32,7 @@ TABLES: tuple[str, ...] = (
     "certificate_target_mappings",
     "jobs",
     "certificate_versions",
+    "notification_events",
     "acme_accounts",
     "acme_orders",
     "acme_authorizations",
@@ -206,6 +209,21 @@ DDL: tuple[str, ...] = (
         key_algorithm VARCHAR(50) DEFAULT '',
         key_size INTEGER DEFAULT 0
     )""",
+    """CREATE TABLE IF NOT EXISTS notification_events (
+        id TEXT PRIMARY KEY,
+        type VARCHAR(255) NOT NULL,
+        certificate_id TEXT REFERENCES managed_certificates(id) ON DELETE CASCADE,
+        channel VARCHAR(255) NOT NULL,
+        recipient VARCHAR(255) NOT NULL,
+        message TEXT NOT NULL,
+        sent_at TIMESTAMPTZ,
+        status VARCHAR(50) NOT NULL DEFAULT 'pending',
+        error TEXT,
+        retry_count INTEGER NOT NULL DEFAULT 0,
+        next_retry_at TIMESTAMPTZ,
+        last_error TEXT,
+        created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+    )""",
     """CREATE TABLE IF NOT EXISTS acme_accounts (
         account_id TEXT PRIMARY KEY,
         jwk_thumbprint TEXT NOT NULL,
@@ -316,6 +334,12 @@ INDEXES: tuple[str, ...] = (
     " ON certificate_versions (fingerprint_sha256)",
     "CREATE INDEX IF NOT EXISTS idx_certificate_versions_cert_created"
     " ON certificate_versions (certificate_id, created_at DESC)",
+    "CREATE INDEX IF NOT EXISTS idx_notification_events_certificate_id"
+    " ON notification_events (certificate_id)",
+    "CREATE INDEX IF NOT EXISTS idx_notification_events_status ON notification_events (status)",
+    "CREATE INDEX IF NOT EXISTS idx_notification_events_type ON notification_events (type)",
+    "CREATE INDEX IF NOT EXISTS idx_notification_events_retry_sweep ON notification_events (next_retry_at)"
+    " WHERE status = 'failed' AND next_retry_at IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS idx_acme_accounts_jwk_thumb ON acme_accounts (profile_id, jwk_thumbprint)",
     "CREATE INDEX IF NOT EXISTS idx_acme_accounts_status ON acme_accounts (status) WHERE status = 'valid'",
     "CREATE INDEX IF NOT EXISTS idx_acme_orders_account ON acme_orders (account_id)",
@@ -367,6 +391,7 @@ def ensure_schema(conn: psycopg.Connection) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
         for statement in DDL + INDEXES:
             conn.execute(statement)
+        ensure_audit_schema(conn)  # audit_events + hash-chain trigger, RBAC tables (audit_schema.py)
 
 
 def ensure_demo_rows(conn: psycopg.Connection) -> None:

@@ -42,7 +42,12 @@ def rate_limited_stack(certload_stack, certload_stack_variant):
 )
 def test_rate_limiter(certload, rate_limited_stack):
     tls = make_ssl_context(rate_limited_stack.ca_bundle)  # a second stack has its own session CA
-    result = certload.run(ratelimit.limited_list(rate_limited_stack), name="rate_limiter", ssl_context=tls)
+    result = certload.run(
+        ratelimit.limited_list(rate_limited_stack),
+        name="rate_limiter",
+        ssl_context=tls,
+        stack=rate_limited_stack,
+    )
     result.assert_thresholds()
     phase = result.samples
     total = phase.select_counter("http_reqs")

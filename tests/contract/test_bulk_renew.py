@@ -113,6 +113,25 @@ def test_explicit_ids(api, db, team):
     ]
 
 
+def test_explicit_ids_have_no_cap_and_wait_for_the_agents_csr(api, db, team):
+    """certificate_ids alone: every id looked up (no 50-row cap, bulk_renewal.go:184-194), one
+    AwaitingCSR job each (agent keygen mode, bulk_renewal.go:123-139) with no agent or target."""
+    team_id, owner_id = team
+    rows = seed_certs(db, team_id, owner_id, 120, expires="now() + interval '60 days'")
+    body = api.post("/api/v1/certificates/bulk-renew", json={"certificate_ids": rows}).json()
+    assert (body["total_matched"], body["total_enqueued"]) == (120, 120)
+    assert [j["certificate_id"] for j in body["enqueued_jobs"]] == rows
+    shapes = db.execute(
+        "SELECT type, status, agent_id, target_id, attempts, max_attempts, scheduled_at IS NOT NULL, count(*)"
+        " FROM jobs WHERE certificate_id = ANY(%s) GROUP BY 1, 2, 3, 4, 5, 6, 7",
+        (rows,),
+    ).fetchall()
+    assert shapes == [("Renewal", "AwaitingCSR", None, None, 0, 3, True, 120)]
+    assert db.execute(
+        "SELECT array_agg(DISTINCT status) FROM managed_certificates WHERE id = ANY(%s)", (rows,)
+    ).fetchone()[0] == ["RenewalInProgress"]
+
+
 def test_nothing_matched_omits_lists(api):
     body = api.post("/api/v1/certificates/bulk-renew", json={"certificate_ids": ["no-such-cert"]}).json()
     assert body == {"total_matched": 0, "total_enqueued": 0, "total_skipped": 0, "total_failed": 0}

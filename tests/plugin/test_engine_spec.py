@@ -211,3 +211,93 @@ def test_constant_vus_shares_split_the_vus():
 
     counts = [ConstantVusExecutor(_Runtime(spec.with_share(i, 3))).vus for i in range(3)]
     assert counts == [2, 2, 1]
+
+
+# -- regressions found by the property tests (test_properties_marker_options.py) --------------------
+
+CAR_OPTIONS = {"executor": "constant-arrival-rate", "rate": 5, "duration": "10s", "pre_allocated_vus": 2}
+RAMP_OPTIONS = {"executor": "ramping-arrival-rate", "pre_allocated_vus": 2}
+
+
+@pytest.mark.parametrize("bad", [10**400, "1_0", "١٠", "inf", "nan", "infinity"])
+def test_durations_float_would_take_are_not_durations(bad):
+    """10**400 was an OverflowError; '1_0' (Python's digit separator) and '١٠' were 10 s."""
+    with pytest.raises(ExecutorOptionError) as info:
+        parse_duration(bad, "duration")
+    assert str(info.value).startswith("duration: ")
+
+
+def test_empty_duration_shows_the_value():
+    with pytest.raises(ExecutorOptionError, match=r"duration: '' is an empty duration"):
+        parse_duration("  ")
+
+
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        ({**CAR_OPTIONS, "rate": float("nan")}, "rate: nan is not a finite number"),  # nan <= 0 is False
+        ({**CAR_OPTIONS, "rate": float("inf")}, "rate: inf is not a finite number"),
+        ({**CAR_OPTIONS, "rate": 10**400}, "is not a finite number"),  # was OverflowError
+        (
+            {**RAMP_OPTIONS, "start_rate": float("nan"), "stages": [{"target": 1, "duration": "1s"}]},
+            "start_rate: nan",
+        ),
+        ({**RAMP_OPTIONS, "stages": [{"target": float("inf"), "duration": "1s"}]}, "stages[0].target: inf"),
+        ({**RAMP_OPTIONS, "stages": [{"target": 10**400, "duration": "1s"}]}, "stages[0].target"),
+        ({**CAR_OPTIONS, "max_iterations": 10**12}, "max_iterations: 1000000000000 must be <= 50_000_000"),
+        ({**CAR_OPTIONS, "pre_allocated_vus": 10**12}, "pre_allocated_vus: 1000000000000 must be <= 100_000"),
+        ({**CAR_OPTIONS, "max_vus": 100_001}, "max_vus: 100001 must be <= 100_000"),
+        ({"executor": "constant-vus", "vus": 10**9, "duration": "1s"}, "vus: 1000000000 must be <= 100_000"),
+        (
+            {**CAR_OPTIONS, "timeUnit": "1s", "time_unit": "1m"},
+            "timeUnit='1s' and time_unit='1m' are one option",
+        ),
+        ({**CAR_OPTIONS, "maxVUs": 3, "max_vus": 3}, "maxVUs=3 and max_vus=3"),
+        ({**CAR_OPTIONS, "startTime": "1s", "start_offset": "2s"}, "startTime='1s' and start_offset='2s'"),
+    ],
+)
+def test_out_of_range_and_doubled_options_are_errors(options, fragment):
+    """Each was accepted (NaN/inf rates and targets, VUs and max_iterations without a ceiling, one
+    option in both spellings silently taking one value) or an OverflowError."""
+    with pytest.raises(ExecutorOptionError) as info:
+        ExecutorSpec.from_options(options)
+    assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        # accepted, then OverflowError / NaN in engine/schedule.py when the phase started
+        ({**CAR_OPTIONS, "rate": 1e300, "duration": "1e9"}, "above one per nanosecond"),
+        ({**CAR_OPTIONS, "rate": 2, "time_unit": 1e-300}, "shorter than 1ns"),
+        ({**RAMP_OPTIONS, "stages": [{"target": 1e300, "duration": "1s"}]}, "1e+300 per time_unit 1s"),
+        ({**RAMP_OPTIONS, "stages": [{"target": 1, "duration": 1e-254}]}, "stages[0].duration"),
+        # accepted, then silently cut at MAX_ITERATIONS (the first 50 s of a 100 s phase ran)
+        ({**CAR_OPTIONS, "rate": 1_000_000, "duration": "100s"}, "above the engine's ceiling of 50_000_000"),
+        ({**RAMP_OPTIONS, "stages": [{"target": 2_000_000, "duration": "1m"}]}, "6e+07 iterations"),
+    ],
+)
+def test_a_schedule_that_cannot_run_as_written_is_an_error(options, fragment):
+    with pytest.raises(ExecutorOptionError) as info:
+        ExecutorSpec.from_options(options)
+    assert fragment in str(info.value)
+
+
+def test_a_schedule_cut_on_purpose_is_kept():
+    spec = ExecutorSpec.from_options(
+        {**CAR_OPTIONS, "rate": 1_000_000, "duration": "100s", "max_iterations": 1000}
+    )
+    assert len(list(arrival_offsets_ns(spec))) == 1000
+
+
+@pytest.mark.parametrize(
+    ("bad", "words"),
+    [(1e-10, "shorter than 1ns"), ("0.5ns", "shorter than 1ns"), (1e-254, "shorter"), (3.6e299, "longer")],
+)
+def test_durations_outside_the_engines_clock_are_errors(bad, words):
+    """A stage of 1e-254 s was accepted and its ramp's arithmetic overflowed to NaN when the phase
+    started; a duration of 3.6e299 s put the second arrival at infinity (OverflowError)."""
+    with pytest.raises(ExecutorOptionError, match=words):
+        parse_duration(bad)
+    assert parse_duration("1ns") == pytest.approx(1e-9)
+    assert parse_duration("2562047h") == 2562047 * 3600.0  # 292 years: still int64 nanoseconds

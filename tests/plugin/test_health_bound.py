@@ -26,4 +26,19 @@ def test_lag_bound_is_a_tenth_of_the_tightest_latency_limit(spec, expected_ms) -
 
 def test_an_explicit_ini_bound_wins() -> None:
     bounds = lag_bound_for(parse_thresholds({"http_req_duration": ["p(95)<500"]}), {"max_lag_p99_ms": 7.0})
-    assert bounds == {"max_lag_p99_ms": 7.0}
+    assert bounds["max_lag_p99_ms"] == 7.0
+
+
+@pytest.mark.parametrize(
+    ("spec", "given", "expected_ms"),
+    [
+        ({"http_req_duration": ["p(95)<500"]}, {}, 50.0),  # follows the scaled lag bound
+        ({"http_req_duration": ["p(99)<5"]}, {}, 20.0),  # never under the engine's 20 ms floor
+        ({"http_req_duration": ["p(95)<500"]}, {"max_lag_p99_ms": 1000.0}, 1000.0),  # a relaxed ini lag
+        ({"http_req_duration": ["p(95)<500"]}, {"max_queue_p99_ms": 3.0}, 3.0),  # its own ini bound wins
+        ({}, {}, None),  # no latency threshold, no ini: the engine's default
+    ],
+)
+def test_queue_bound_follows_the_lag_bound(spec, given, expected_ms) -> None:
+    bounds = lag_bound_for(parse_thresholds(spec), given)
+    assert bounds.get("max_queue_p99_ms") == expected_ms

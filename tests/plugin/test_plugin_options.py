@@ -107,3 +107,53 @@ def test_bad_options(options, words):
     with pytest.raises(ScenarioOptionError) as excinfo:
         parse_scenario_options(options)
     assert words in str(excinfo.value)
+
+
+# -- regressions found by the property tests (test_properties_marker_options.py) --------------------
+
+RAMPING = {"executor": "ramping-arrival-rate", "pre_allocated_vus": 2}
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        # under --certload-duration a malformed stage was a TypeError/KeyError text ("string indices
+        # must be integers", "'duration'") naming neither the option nor the value
+        ({**RAMPING, "stages": ["5s"]}, "stages[0]: '5s' must be a mapping"),
+        ({**RAMPING, "stages": [{"target": 5}]}, "stages[0]: {'target': 5} must be a mapping"),
+        ({**RAMPING, "stages": [None]}, "stages[0]: None"),
+        ({**RAMPING, "stages": "5s"}, "stages: must be a non-empty list"),
+        # ... and no stages at all said "unknown option(s) duration"
+        (RAMPING, "missing required option(s) stages"),
+    ],
+)
+def test_malformed_stages_under_the_duration_override(options, words):
+    with pytest.raises(ScenarioOptionError) as excinfo:
+        parse_scenario_options(options, duration_override_s=3.0)
+    assert words in str(excinfo.value)
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        ({**CAR, "tags": {"a": None}}, "got {'a': None}"),  # was the tag value "None"
+        ({**CAR, "tags": {"a": ["x"]}}, "got {'a': ['x']}"),
+        ({**CAR, "tags": ["nginx"]}, "got ['nginx']"),  # the message did not show the value
+        ({**CAR, "start_time": -1}, "start_time: -1"),  # was named start_offset
+        ({**CAR, "startTime": "soon"}, "startTime: 'soon'"),
+        ({**CAR, "capacity": {1: 2, "x": 3}}, "unknown capacity option(s) 'x', 1"),  # was a TypeError
+        ({**CAR, "capacity": {"factor": 10**400}}, "capacity factor"),  # was an OverflowError
+        ({**CAR, "capacity": {"margin": float("nan")}}, "capacity margin: nan is not a finite number"),
+    ],
+)
+def test_bad_values_are_named_as_written(options, words):
+    with pytest.raises(ScenarioOptionError) as excinfo:
+        parse_scenario_options(options)
+    assert words in str(excinfo.value)
+
+
+def test_numeric_tag_values_are_kept_as_text():
+    assert parse_scenario_options({**CAR, "tags": {"shard": 3, "ratio": 0.5}}).tags == {
+        "shard": "3",
+        "ratio": "0.5",
+    }

@@ -351,3 +351,66 @@ def test_abort_check_waits_for_delay_and_ignores_missing_samples():
 
 def test_metric_key_str():
     assert str(MetricKey("m", (("a", "1"), ("b", "2")))) == "m{a:1,b:2}"
+
+
+# -- regressions found by the property tests (test_properties_thresholds.py) ------------------------
+
+
+@pytest.mark.parametrize("expr", ["avg<1e306h", "p(95)<1.7e308s", "max<1e307m"])
+def test_limit_that_overflows_with_its_unit_is_rejected(expr):
+    """Was accepted with limit inf: the finiteness check ran before the unit was applied."""
+    with pytest.raises(ThresholdError, match="finite") as excinfo:
+        parse_thresholds({"http_req_duration": [expr]})
+    assert repr(expr) in str(excinfo.value)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {None: ["avg<1"]},
+        {"http_req_duration": [None]},
+        {"http_req_duration": None},
+        {"http_req_duration": [{"threshold": "avg<1", "abortOnFail": True, "delayAbortEval": None}]},
+    ],
+)
+def test_none_is_named_as_the_offending_value(spec):
+    """The message said only "invalid threshold:" for a None, without naming it."""
+    with pytest.raises(ThresholdError) as excinfo:
+        parse_thresholds(spec)
+    assert str(excinfo.value).startswith("invalid threshold in None: ")
+
+
+@pytest.mark.parametrize("value", [10**400, -(10**400)])
+def test_delay_too_large_for_a_float_is_a_threshold_error(value):
+    """Was an OverflowError (a traceback at collection) from float(10**400)."""
+    with pytest.raises(ThresholdError, match="finite"):
+        parse_duration_s(value)
+
+
+@pytest.mark.parametrize("text", ["1m-30s", "1m+30s", "1s-1s"])
+def test_duration_signs_only_in_front(text):
+    """'1m-30s' was 30 s (each part signed); Go's grammar has one sign, in front."""
+    with pytest.raises(ThresholdError, match="duration like"):
+        parse_duration_s(text)
+    assert parse_duration_s("+1m30s") == 90.0
+
+
+@pytest.mark.parametrize("expr", ["p(٩٥)<5", "avg<٥", "avg<５"])
+def test_non_ascii_digits_are_not_numbers(expr):
+    """Unicode digits (Arabic-Indic, full width) matched \\d and float() took them."""
+    with pytest.raises(ThresholdError, match="cannot parse"):
+        parse_thresholds({"http_req_duration": [expr]})
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("m{a:' x '}", "x"), ("m{1:' 1}", "1"), ("m{1:' '1}", "1"), ('m{ "a" :"b" }', "b")],
+)
+def test_quoted_tag_values_read_back_from_the_key_text(text, value):
+    """' x ' kept its spaces, so str(key) ('m{a: x }') read back as another key; and m{a:" "} gave
+    'm{a: }', which does not parse (the capacity search parses verdict keys again)."""
+    key = parse_metric_key(text)
+    assert key.tags[0][1] == value
+    assert parse_metric_key(str(key)) == key
+    with pytest.raises(ThresholdError, match="tag:value"):
+        parse_metric_key('m{a:" "}')

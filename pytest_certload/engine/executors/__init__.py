@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pytest_certload.engine.executors.agent_fleet import AgentFleetExecutor
 from pytest_certload.engine.executors.arrival import ArrivalRateExecutor
 from pytest_certload.engine.executors.base import Executor, graceful_stop, iteration_counts
 from pytest_certload.engine.executors.constant_vus import ConstantVusExecutor
@@ -11,6 +12,7 @@ EXECUTOR_TYPES = {
     "constant-arrival-rate": ArrivalRateExecutor,
     "ramping-arrival-rate": ArrivalRateExecutor,
     "constant-vus": ConstantVusExecutor,
+    "agent-fleet": AgentFleetExecutor,
 }
 
 
@@ -20,6 +22,7 @@ def make_executor(runtime: ScenarioRuntime) -> Executor:
 
 __all__ = [
     "EXECUTOR_TYPES",
+    "AgentFleetExecutor",
     "ArrivalRateExecutor",
     "ConstantVusExecutor",
     "Executor",

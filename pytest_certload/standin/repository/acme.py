@@ -15,6 +15,8 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from pytest_certload.standin.repository import audit, generate_id
+
 NONCE_TTL = timedelta(minutes=5)
 ACTIVE_ORDER_STATES = ("pending", "ready", "processing")
 #: the rows the stand-in files ACME certificates under (certctl leaves them empty: its defect)
@@ -87,11 +89,23 @@ async def account_by_thumbprint(conn: psycopg.AsyncConnection, profile_id: str, 
 
 
 async def insert_account(conn: psycopg.AsyncConnection, account: dict[str, Any]) -> None:
-    await conn.execute(
-        "INSERT INTO acme_accounts (account_id, jwk_thumbprint, jwk_pem, contact, status, profile_id)"
-        " VALUES (%s, %s, %s, %s, %s, %s)",
-        tuple(account[c] for c in _ACCOUNT_COLUMNS),
-    )
+    """The account and its audit row (``acme_account_created``) in one transaction, as in certctl."""
+    async with conn.transaction():
+        await conn.execute(
+            "INSERT INTO acme_accounts (account_id, jwk_thumbprint, jwk_pem, contact, status, profile_id)"
+            " VALUES (%s, %s, %s, %s, %s, %s)",
+            tuple(account[c] for c in _ACCOUNT_COLUMNS),
+        )
+        aid = account["account_id"]
+        await acme_audit(conn, aid, "acme_account_created", "acme_account", aid)
+
+
+async def acme_audit(conn: psycopg.AsyncConnection, acct: str, action: str, kind: str, rid: str) -> None:
+    """An ACME service audit row (actor ``acme:<account>``) on the caller's transaction."""
+    await audit.insert_event(
+        conn, event_id=generate_id("audit"), actor=f"acme:{acct}", actor_type="User", action=action,
+        resource_type=kind, resource_id=rid, details={}, timestamp=datetime.now(UTC),
+    )  # fmt: skip
 
 
 async def count_active_orders(conn: psycopg.AsyncConnection, account_id: str) -> int:
@@ -107,7 +121,10 @@ async def count_active_orders(conn: psycopg.AsyncConnection, account_id: str) ->
 async def insert_order(
     conn: psycopg.AsyncConnection, order: dict[str, Any], authzs: list[dict[str, Any]]
 ) -> None:
-    """The order, one authorization per identifier and one http-01 challenge per authorization."""
+    """The order, one authorization per identifier and one http-01 challenge per authorization.
+
+    Its audit row (``acme_order_created``) is the transaction's last statement, as in certctl.
+    """
     async with conn.transaction():
         await conn.execute(
             "INSERT INTO acme_orders (order_id, account_id, identifiers, status, expires_at, not_before,"
@@ -153,6 +170,7 @@ async def insert_order(
                     order["created_at"],
                 ),
             )
+        await acme_audit(conn, order["account_id"], "acme_order_created", "acme_order", order["order_id"])
 
 
 async def order_by_id(conn: psycopg.AsyncConnection, order_id: str) -> dict[str, Any] | None:

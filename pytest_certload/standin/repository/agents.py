@@ -52,8 +52,38 @@ async def record_heartbeat(
     return cur.rowcount != 0
 
 
-async def mark_online(conn: psycopg.AsyncConnection, agent_id: str) -> None:
-    await conn.execute("UPDATE agents SET status = 'Online' WHERE id = %s", (agent_id,))
+_SNAPSHOT_COLUMNS = (
+    "name", "hostname", "status", "last_heartbeat_at", "api_key_hash", "os", "architecture", "ip_address",
+    "version", "retired_at",
+)  # fmt: skip
+
+
+async def agent_snapshot(conn: psycopg.AsyncConnection, agent_id: str) -> dict[str, Any] | None:
+    """The agent row as certctl's Get reads it (None where its scanner would fail), kept by the
+    heartbeat to write back later, as certctl does."""
+    row = await (
+        await conn.execute(f"SELECT {', '.join(_SNAPSHOT_COLUMNS)} FROM agents WHERE id = %s", (agent_id,))
+    ).fetchone()
+    if row is None:
+        return None
+    snapshot = dict(zip(_SNAPSHOT_COLUMNS, row, strict=True))
+    if any(snapshot[c] is None for c in ("name", "hostname", "api_key_hash", "os", "architecture",
+                                          "ip_address", "version")):  # fmt: skip
+        return None
+    return snapshot | {"id": agent_id}
+
+
+async def write_back_online(conn: psycopg.AsyncConnection, snapshot: dict[str, Any]) -> None:
+    """certctl's full-row AgentRepository.Update (repository/postgres/agent.go:151-165) from the
+    snapshot read *before* the heartbeat, status set Online: last_heartbeat_at and the metadata go
+    back to their old values (certctl defect, scenarios/agent_defects.py offline-heartbeat-stale)."""
+    await conn.execute(
+        "UPDATE agents SET name = %(name)s, hostname = %(hostname)s, status = 'Online',"
+        " last_heartbeat_at = %(last_heartbeat_at)s, api_key_hash = %(api_key_hash)s, os = %(os)s,"
+        " architecture = %(architecture)s, ip_address = %(ip_address)s, version = %(version)s"
+        " WHERE id = %(id)s",
+        snapshot,
+    )
 
 
 async def deployment_target(conn: psycopg.AsyncConnection, target_id: str) -> tuple[str | None, Any] | None:

@@ -157,9 +157,66 @@ async def mark_renewal_in_progress(conn: psycopg.AsyncConnection, cert_id: str) 
     )
 
 
-async def csr_subject(conn: psycopg.AsyncConnection, cert_id: str) -> tuple[Any, Any] | None:
-    """(common_name, sans) an agent needs to build a CSR, None when there is no such certificate."""
+async def insert_version(conn: psycopg.AsyncConnection, version: dict[str, Any]) -> None:
+    """certctl's CreateVersion (certificate.go:504-530): one certificate_versions row."""
+    await conn.execute(
+        "INSERT INTO certificate_versions (id, certificate_id, serial_number, not_before, not_after,"
+        " fingerprint_sha256, pem_chain, csr_pem, key_algorithm, key_size, created_at)"
+        " VALUES (%(id)s, %(certificate_id)s, %(serial_number)s, %(not_before)s, %(not_after)s,"
+        " %(fingerprint_sha256)s, %(pem_chain)s, %(csr_pem)s, %(key_algorithm)s, %(key_size)s,"
+        " %(created_at)s)",
+        version,
+    )
+
+
+async def mark_renewed(
+    conn: psycopg.AsyncConnection, cert_id: str, expires_at: datetime, now: datetime
+) -> bool:
+    """The columns certctl's full-row Update changes after a signing (renewal.go:783-792)."""
+    cur = await conn.execute(
+        "UPDATE managed_certificates SET status = 'Active', expires_at = %s, last_renewal_at = %s,"
+        " updated_at = %s WHERE id = %s",
+        (expires_at, now, now, cert_id),
+    )
+    return cur.rowcount != 0
+
+
+async def version_chains(conn: psycopg.AsyncConnection, cert_id: str) -> list[tuple[str, datetime]]:
+    """(pem_chain, created_at) of every version, newest first: certctl's ListVersions
+    (certificate.go:463-498) loads them all for a pickup."""
+    rows = await (
+        await conn.execute(
+            "SELECT pem_chain, created_at FROM certificate_versions WHERE certificate_id = %s"
+            " ORDER BY created_at DESC",
+            (cert_id,),
+        )
+    ).fetchall()
+    return [(r[0], r[1]) for r in rows]
+
+
+async def mapped_targets(conn: psycopg.AsyncConnection, cert_id: str) -> list[tuple[str, str | None]]:
+    """(target_id, agent_id) per mapping, by target id: certctl's getTargetIDs (certificate.go:683-688)
+    then one target lookup each (renewal.go:832-841); a missing target has no agent."""
+    rows = await (
+        await conn.execute(
+            "SELECT m.target_id, dt.agent_id FROM certificate_target_mappings m"
+            " LEFT JOIN deployment_targets dt ON dt.id = m.target_id"
+            " WHERE m.certificate_id = %s ORDER BY m.target_id",
+            (cert_id,),
+        )
+    ).fetchall()
+    return [(r[0], r[1] or None) for r in rows]
+
+
+async def profile_policy(conn: psycopg.AsyncConnection, profile_id: str) -> dict[str, Any] | None:
+    """The profile fields a CSR is checked and signed against, None when there is no such profile."""
     row = await (
-        await conn.execute("SELECT common_name, sans FROM managed_certificates WHERE id = %s", (cert_id,))
+        await conn.execute(
+            "SELECT name, allowed_key_algorithms, allowed_ekus, max_ttl_seconds"
+            " FROM certificate_profiles WHERE id = %s",
+            (profile_id,),
+        )
     ).fetchone()
-    return None if row is None else (row[0], row[1])
+    if row is None:
+        return None
+    return {"name": row[0], "key_rules": row[1] or [], "ekus": row[2] or [], "max_ttl_seconds": row[3]}

@@ -1,8 +1,10 @@
 """``jobs``: the queue between the control plane and the agents (certctl's JobRepository).
 
-Bulk renewal enqueues here and agents claim from here; the agent work loop's job status updates
-belong here too. Claims use ``FOR UPDATE SKIP LOCKED`` as certctl does, so concurrent polls by
-one agent never hand out a job twice.
+Bulk renewal enqueues here and agents claim from here; CSR submission completes jobs and
+enqueues deployments here, and agents' status reports land here. Claims use ``FOR UPDATE SKIP
+LOCKED`` as certctl does (internal/repository/postgres/job.go:459-608), so concurrent polls by one
+agent never hand out a deployment twice. Every other statement is a single autocommit statement,
+as certctl runs them (no transaction around a CSR's job updates).
 """
 
 from __future__ import annotations
@@ -76,3 +78,80 @@ async def claim_pending_jobs(conn: psycopg.AsyncConnection, agent_id: str) -> li
 
 async def _fetch(conn: psycopg.AsyncConnection, sql: str, agent_id: str) -> list[tuple[Any, ...]]:
     return await (await conn.execute(sql, (agent_id,))).fetchall()
+
+
+JOB_SELECT = (
+    "SELECT id, type, certificate_id, target_id, agent_id, status, attempts, max_attempts, last_error,"
+    " scheduled_at, started_at, completed_at, created_at FROM jobs"
+)
+
+
+class JobRow(NamedTuple):
+    """A jobs row as certctl's scanJob reads it (job.go:688-701)."""
+
+    id: str
+    type: str
+    certificate_id: str
+    target_id: str | None
+    agent_id: str | None
+    status: str
+    attempts: int
+    max_attempts: int
+    last_error: str | None
+    scheduled_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    created_at: datetime
+
+
+def _scan_job(row: tuple[Any, ...]) -> JobRow:
+    if row[2] is None or row[9] is None:
+        raise ScanError("job row with NULL certificate_id or scheduled_at")
+    return JobRow(*row)
+
+
+async def find_job(conn: psycopg.AsyncConnection, job_id: str) -> JobRow | None:
+    """certctl's JobRepository.Get (job.go:58-75); ScanError where its scanner fails."""
+    row = await (await conn.execute(JOB_SELECT + " WHERE id = %s", (job_id,))).fetchone()
+    return None if row is None else _scan_job(row)
+
+
+async def jobs_of_certificate(conn: psycopg.AsyncConnection, cert_id: str) -> list[JobRow]:
+    """certctl's ListByCertificate (job.go:187-215): every job of the certificate, newest first."""
+    rows = await (
+        await conn.execute(JOB_SELECT + " WHERE certificate_id = %s ORDER BY created_at DESC", (cert_id,))
+    ).fetchall()
+    return [_scan_job(r) for r in rows]
+
+
+async def set_job_status(conn: psycopg.AsyncConnection, job_id: str, status: str, error: str = "") -> bool:
+    """certctl's UpdateStatus (job.go:219-243): status verbatim, ``last_error`` NULL when empty.
+
+    ``started_at``, ``completed_at`` and ``attempts`` are left alone, as certctl leaves them.
+    False when no row has the id.
+    """
+    cur = await conn.execute(
+        "UPDATE jobs SET status = %s, last_error = %s WHERE id = %s", (status, error or None, job_id)
+    )
+    return cur.rowcount != 0
+
+
+async def enqueue_deployment_job(
+    conn: psycopg.AsyncConnection, cert_id: str, target_id: str, agent_id: str | None
+) -> str:
+    """A Pending Deployment job for one mapped target (renewal.go:858-881 through job.go:78-99)."""
+    job_id = generate_id("job")
+    now = datetime.now(UTC)
+    await conn.execute(
+        "INSERT INTO jobs (id, type, certificate_id, target_id, agent_id, status, attempts, max_attempts,"
+        " last_error, scheduled_at, started_at, completed_at, created_at)"
+        " VALUES (%s, 'Deployment', %s, %s, %s, 'Pending', 0, 3, NULL, %s, NULL, NULL, %s)",
+        (job_id, cert_id, target_id, agent_id, now, now),
+    )
+    return job_id
+
+
+async def rewrite_job(conn: psycopg.AsyncConnection, job_id: str) -> None:
+    """certctl's full-row JobRepository.Update (job.go:101-118) with the values it just read: a row
+    write that changes nothing (its column list has no verification column)."""
+    await conn.execute("UPDATE jobs SET status = status WHERE id = %s", (job_id,))

@@ -1,0 +1,111 @@
+"""A server to record a profile from: a fresh PostgreSQL plus the real certctl or the stand-in.
+
+Built from the stack's own pieces (the same PostgreSQL class with pg_stat_statements preloaded,
+the same certctl boot recipe and stand-in command line as the native stack and the contract
+suite), without the nginx/apache/haproxy/F5 targets a profile does not need. certctl's scheduler
+loops are pushed out of the recording window so their statements do not land in a request's.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psycopg
+
+from pytest_certload.stack.certctl import (
+    BASE_ENV_KEYS,
+    SessionSecrets,
+    certctl_env,
+    migrate_and_prepare,
+    standin_argv,
+    standin_env,
+)
+from pytest_certload.stack.native import python_env
+from pytest_certload.stack.ports import free_port
+from pytest_certload.stack.postgres import NativePostgres
+from pytest_certload.stack.process import ManagedProcess
+from pytest_certload.stack.tls import make_tls_material
+
+HOST = "127.0.0.1"
+BOOT_TIMEOUT_S = 90.0
+#: certctl's background loops, moved past the recording (facts B.10); the renewal scan is already 24h
+QUIET_SCHEDULER = {
+    "CERTCTL_SCHEDULER_JOB_PROCESSOR_INTERVAL": "1h",
+    "CERTCTL_SCHEDULER_RETRY_INTERVAL": "1h",
+    "CERTCTL_JOB_TIMEOUT_INTERVAL": "1h",
+    "CERTCTL_SCHEDULER_AGENT_HEALTH_CHECK_INTERVAL": "1h",
+    "CERTCTL_SCHEDULER_NOTIFICATION_PROCESS_INTERVAL": "1h",
+    "CERTCTL_NOTIFICATION_RETRY_INTERVAL": "1h",
+    "CERTCTL_SHORT_LIVED_EXPIRY_CHECK_INTERVAL": "1h",
+}
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    base_url: str
+    token: str = ""
+    ssl_context: ssl.SSLContext | None = None
+    dsn: str = ""
+    label: str = ""  # "certctl <version>" or "certctl stand-in"
+    postgres_version: str | None = None
+
+
+def ensure_prof_test(dsn: str) -> None:
+    """The ACME profile every ACME scenario uses (certctl does not seed it)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO certificate_profiles (id, name) VALUES ('prof-test', 'prof-test')"
+            " ON CONFLICT DO NOTHING"
+        )
+
+
+@contextmanager
+def running_server(
+    workdir: Path, certctl_bin: Path | None = None, migrations: Path | None = None
+) -> Iterator[RunningServer]:
+    """certctl (``certctl_bin`` given) or the stand-in on a fresh database; everything stopped after."""
+    with ExitStack() as stack:
+        pg = NativePostgres(workdir / "pg")
+        stack.callback(pg.stop)
+        pg.start()
+        tls = make_tls_material(workdir / "tls")
+        secret = SessionSecrets()
+        port = free_port()
+        logs = workdir / "logs"
+        if certctl_bin is not None:
+            cwd = workdir / "certctl-cwd"  # empty: no web/ directory, API-only like the stacks
+            cwd.mkdir(parents=True, exist_ok=True)
+            base = {k: os.environ[k] for k in BASE_ENV_KEYS if k in os.environ} | {"HOME": str(cwd)}
+            env = base | certctl_env(
+                dsn=pg.dsn, host=HOST, port=port, cert=tls.server_cert, key=tls.server_key,
+                migrations=migrations, secret=secret, rate_limit=False,
+            ) | QUIET_SCHEDULER  # fmt: skip
+            migrate_and_prepare(certctl_bin, env, cwd, logs / "certctl-migrate.log", pg.dsn)
+            proc = ManagedProcess("certctl", [str(certctl_bin)], logs / "certctl.log", env=env, cwd=cwd)
+        else:
+            argv = standin_argv(
+                host=HOST, port=port, cert=tls.server_cert, key=tls.server_key, rate_limit=False
+            )
+            env = python_env() | standin_env(dsn=pg.dsn, secret=secret)
+            proc = ManagedProcess("certctl stand-in", argv, logs / "standin.log", env=env, cwd=workdir)
+        proc.start()
+        stack.callback(proc.stop)
+        url = f"https://{HOST}:{port}"
+        ctx = tls.client_context()
+        proc.wait_ready(
+            lambda: httpx.get(url + "/health", verify=ctx, timeout=2).status_code == 200,
+            BOOT_TIMEOUT_S,
+            "answering /health",
+        )
+        ensure_prof_test(pg.dsn.reveal())
+        label = "certctl stand-in"
+        if certctl_bin is not None:
+            version = httpx.get(url + "/api/v1/version", verify=ctx, timeout=5)
+            label = f"certctl {version.json().get('version', '?') if version.status_code == 200 else '?'}"
+        yield RunningServer(url, secret.api_token.reveal(), ctx, pg.dsn.reveal(), label, pg.version)
