@@ -32,7 +32,6 @@ import json
 import os
 import platform
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -43,20 +42,11 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 NOFILE = 200_000
 
-NGINX_CONF = """
-worker_processes 2;
-worker_rlimit_nofile {nofile};
-daemon off;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-events {{ worker_connections {conns}; }}
-http {{
-    access_log off;
+NGINX_SERVERS = """
     keepalive_timeout 300s;
     keepalive_requests 1000000;
-    client_body_temp_path {dir}/body;
     server {{
-        listen 127.0.0.1:{port} ssl http2;
+        listen 127.0.0.1:{tls_port0} ssl http2;
         ssl_certificate {cert};
         ssl_certificate_key {key};
         ssl_protocols TLSv1.3;
@@ -64,7 +54,6 @@ http {{
         location ~ /heartbeat$ {{ return 200 '{{"status":"heartbeat_recorded"}}'; }}
         location ~ /work$ {{ return 200 '{{"jobs":[],"count":0}}'; }}
     }}
-}}
 """
 
 
@@ -87,6 +76,9 @@ def child(args: argparse.Namespace) -> None:
     from pytest_certload.stack.model import Stack
 
     nofile = raise_nofile()
+    from pytest_certload.engine import gc_pauses
+
+    gc_pauses.ENABLED = not args.no_freeze  # --no-freeze: the collector as before h9 (comparisons)
     proc = psutil.Process()
     stack = Stack("external", f"https://127.0.0.1:{args.port}", "bench", Path(args.ca), "unknown", owned=True)
     ids = [f"ag-bench-{args.index}-{i:05d}" for i in range(args.agents)]
@@ -133,6 +125,7 @@ def child(args: argparse.Namespace) -> None:
     versions = sorted({dict(t).get("http_version", "?") for (n, t) in m.samples.counters if n == "http_reqs"})
     out = {
         "agents": args.agents,
+        "variant": "no-freeze" if args.no_freeze else "freeze",
         "nofile": nofile,
         **readings,
         "steady_cpu_fraction": steady_cpu,
@@ -152,32 +145,12 @@ def child(args: argparse.Namespace) -> None:
     print("RESULT " + json.dumps(out), flush=True)
 
 
-def start_nginx(workdir: Path, conns: int) -> tuple[subprocess.Popen, int, str]:
-    from pytest_certload.stack.ports import distinct_free_ports
-    from pytest_certload.stack.tls import make_tls_material
+def start_nginx(workdir: Path, conns: int):
+    """nginx, 2 workers (each inherits our raised fd limit): (ManagedProcess, port, CA file)."""
+    from pytest_certload.sidecars.plain_nginx import start_plain_nginx
 
-    tls = make_tls_material(workdir / "tls")
-    port = distinct_free_ports(1)[0]
-    (workdir / "body").mkdir(exist_ok=True)
-    conf = workdir / "nginx.conf"
-    conf.write_text(
-        NGINX_CONF.format(
-            dir=workdir, port=port, cert=tls.server_cert, key=tls.server_key, conns=conns, nofile=NOFILE
-        )
-    )
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    proc = subprocess.Popen([nginx, "-p", f"{workdir}/", "-e", f"{workdir}/error.log", "-c", str(conf)])
-    deadline = time.monotonic() + 10
-    from pytest_certload.stack.tls import presented_fingerprint
-
-    while time.monotonic() < deadline:
-        try:
-            if presented_fingerprint("127.0.0.1", port, 1.0) == tls.fingerprint_sha256:
-                return proc, port, str(tls.ca_cert)
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("nginx did not come up: " + (workdir / "error.log").read_text()[-500:])
+    target = start_plain_nginx(workdir, NGINX_SERVERS, workers=2, worker_connections=conns)
+    return target.process, target.tls_ports[0], str(target.tls.ca_cert)
 
 
 def run_children(port: int, ca: str, sizes: list[int], args: argparse.Namespace) -> list[dict]:
@@ -196,6 +169,7 @@ def run_children(port: int, ca: str, sizes: list[int], args: argparse.Namespace)
                 f"--first-heartbeat={args.first_heartbeat}",
                 f"--first-poll={args.first_poll}",
                 f"--http-version={args.http_version}",
+                *(["--no-freeze"] if args.no_freeze else []),
             ],
             stdout=subprocess.PIPE,
             text=True,
@@ -227,6 +201,12 @@ def main() -> None:
     parser.add_argument("--sizes", default="2000,10000,19000")
     parser.add_argument("--split", type=int, default=20000, help="total agents over two processes (0: skip)")
     parser.add_argument("--out", default="agents.json", help="file name under benchmarks/results/")
+    parser.add_argument(
+        "--compare-no-freeze",
+        action="store_true",
+        help="run every single-process size twice, the collector as before h9 (no heap freezing) then as now",
+    )
+    parser.add_argument("--no-freeze", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args)
@@ -238,21 +218,25 @@ def main() -> None:
         nginx, port, ca = start_nginx(Path(tmp), conns=2 * max([*sizes, args.split]) + 1000)
         try:
             for n in sizes:
-                (result,) = run_children(port, ca, [n], args)
-                rows.append({"processes": 1, "total_agents": n, "runs": [result]})
-                print(json.dumps(rows[-1])[:600], flush=True)
+                for no_freeze in (True, False) if args.compare_no_freeze else (False,):
+                    args.no_freeze = no_freeze
+                    (result,) = run_children(port, ca, [n], args)
+                    rows.append({"processes": 1, "total_agents": n, "runs": [result]})
+                    print(json.dumps(rows[-1])[:600], flush=True)
+            args.no_freeze = False
             if args.split:
                 half = args.split // 2
                 results = run_children(port, ca, [half, args.split - half], args)
                 rows.append({"processes": 2, "total_agents": args.split, "runs": results})
                 print(json.dumps(rows[-1])[:600], flush=True)
         finally:
-            nginx.terminate()
-            nginx.wait(10)
+            nginx.stop()
     healthy = [
         r["total_agents"]
         for r in rows
-        if r["processes"] == 1 and all(not x.get("health", {}).get("saturated", True) for x in r["runs"])
+        if r["processes"] == 1
+        and r["runs"][0].get("variant") != "no-freeze"
+        and all(not x.get("health", {}).get("saturated", True) for x in r["runs"])
     ]
     doc = {
         "benchmark": "bench_agents",
@@ -280,10 +264,11 @@ def main() -> None:
             h = x.get("health", {})
             mem, cpu = x.get("mem_kb_per_agent") or 0, x.get("cpu_us_per_agent_s") or 0
             print(
-                f"{r['processes']}p {x.get('agents')}: conns {x.get('connections_held')} "
+                f"{r['processes']}p {x.get('agents')} {x.get('variant')}: conns {x.get('connections_held')} "
                 f"mem {mem:.1f} KB/agent cpu {cpu:.1f} us/agent/s "
                 f"steady cpu {x.get('steady_cpu_fraction') or 0:.2f} lag p99 {h.get('lag_p99_ms', 0):.1f} ms "
-                f"queue p99 {h.get('queue_p99_ms', 0):.1f} ms saturated {h.get('saturated')} "
+                f"queue p99 {h.get('queue_p99_ms', 0):.1f} ms gc max {h.get('gc_pause_max_ms', 0):.0f} ms "
+                f"cpu-wait {h.get('runq_wait_fraction', 0):.0%} saturated {h.get('saturated')} "
                 f"{h.get('reason', '')} http {x.get('http_versions')} failed {x.get('failed')}"
             )
 

@@ -36,7 +36,6 @@ import json
 import os
 import platform
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -50,33 +49,20 @@ CONCURRENCY = 64
 RATES = (500, 1000, 2000, 3000, 4000, 6000, 8000, 10000, 12000, 15000)
 LAG_P99_BOUND_MS = 1.0
 
-NGINX_CONF = """
-worker_processes 1;
-daemon off;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    client_body_temp_path {dir}/body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
+NGINX_SERVERS = """
     keepalive_requests 10000000;
     keepalive_timeout 120s;
     server {{
-        listen 127.0.0.1:{port};
+        listen 127.0.0.1:{plain_port0};
         location / {{ return 200 "ok"; }}
     }}
     server {{
-        listen 127.0.0.1:{tls_port} ssl;
+        listen 127.0.0.1:{tls_port0} ssl;
         ssl_certificate {cert};
         ssl_certificate_key {key};
         ssl_protocols TLSv1.2 TLSv1.3;
         location / {{ return 200 "ok"; }}
     }}
-}}
 """
 
 
@@ -338,33 +324,11 @@ def run_locust(url: str, seconds: float) -> dict:
 
 
 def start_nginx(workdir: Path):
-    from pytest_certload.stack.ports import free_port
-    from pytest_certload.stack.process import ManagedProcess
-    from pytest_certload.stack.tls import make_tls_material
+    """nginx (one worker) on a plain and a TLS loopback port: (process, http url, https url, CA, binary)."""
+    from pytest_certload.sidecars.plain_nginx import start_plain_nginx
 
-    tls = make_tls_material(workdir / "tls")
-    port, tls_port = free_port(), free_port()
-    conf = workdir / "nginx.conf"
-    conf.write_text(
-        NGINX_CONF.format(dir=workdir, port=port, tls_port=tls_port, cert=tls.server_cert, key=tls.server_key)
-    )
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    proc = ManagedProcess(
-        "nginx",
-        [nginx, "-p", str(workdir), "-c", str(conf), "-e", str(workdir / "error.log")],
-        workdir / "nginx.log",
-    ).start()
-
-    def ready() -> bool:
-        import socket
-
-        for p in (port, tls_port):
-            with socket.create_connection(("127.0.0.1", p), timeout=0.5):
-                pass
-        return True
-
-    proc.wait_ready(ready, timeout=10, what="listening")
-    return proc, f"http://127.0.0.1:{port}/", f"https://127.0.0.1:{tls_port}/", str(tls.ca_cert), nginx
+    target = start_plain_nginx(workdir, NGINX_SERVERS, tls_ports=1, plain_ports=1)
+    return target.process, target.url(0, "http"), target.url(), str(target.tls.ca_cert), target.binary
 
 
 def run_rate(url: str, rate: float, seconds: float) -> dict:

@@ -41,19 +41,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 CONNECTIONS = 64  # connections for the one-stream-per-connection comparison
 STREAMS = 64  # streams on one connection for the multiplexed comparison
 
-NGINX_CONF = """
-worker_processes 1;
-daemon off;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    client_body_temp_path {dir}/body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
+NGINX_SERVERS = """
     keepalive_requests 10000000;
     keepalive_timeout 120s;
     http2_max_concurrent_streams 128;
@@ -61,14 +49,13 @@ http {{
     ssl_certificate_key {key};
     ssl_protocols TLSv1.2 TLSv1.3;
     server {{
-        listen 127.0.0.1:{h2_port} ssl http2;
+        listen 127.0.0.1:{tls_port0} ssl http2;
         location / {{ return 200 "ok"; }}
     }}
     server {{
-        listen 127.0.0.1:{h1_port} ssl;
+        listen 127.0.0.1:{tls_port1} ssl;
         location / {{ return 200 "ok"; }}
     }}
-}}
 """
 
 
@@ -157,35 +144,11 @@ def run_h2load(url: str, seconds: float, connections: int, streams: int) -> dict
 
 
 def start_nginx(workdir: Path):
-    from pytest_certload.stack.ports import free_port
-    from pytest_certload.stack.process import ManagedProcess
-    from pytest_certload.stack.tls import make_tls_material
+    """nginx (one worker), an h2 and an HTTP/1.1 TLS port: (process, h2 url, h1 url, CA, binary)."""
+    from pytest_certload.sidecars.plain_nginx import start_plain_nginx
 
-    tls = make_tls_material(workdir / "tls")
-    h2_port, h1_port = free_port(), free_port()
-    conf = workdir / "nginx.conf"
-    conf.write_text(
-        NGINX_CONF.format(
-            dir=workdir, h2_port=h2_port, h1_port=h1_port, cert=tls.server_cert, key=tls.server_key
-        )
-    )
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    proc = ManagedProcess(
-        "nginx",
-        [nginx, "-p", str(workdir), "-c", str(conf), "-e", str(workdir / "error.log")],
-        workdir / "nginx.log",
-    ).start()
-
-    def ready() -> bool:
-        import socket
-
-        for port in (h2_port, h1_port):
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                pass
-        return True
-
-    proc.wait_ready(ready, timeout=10, what="listening")
-    return proc, f"https://127.0.0.1:{h2_port}/", f"https://127.0.0.1:{h1_port}/", str(tls.ca_cert), nginx
+    target = start_plain_nginx(workdir, NGINX_SERVERS, tls_ports=2)
+    return target.process, target.url(0), target.url(1), str(target.tls.ca_cert), target.binary
 
 
 def main() -> None:

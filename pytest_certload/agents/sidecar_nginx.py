@@ -11,13 +11,19 @@ fingerprint.
 from __future__ import annotations
 
 import shlex
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pytest_certload.sidecars.nginx import (
+    NOT_INSTALLED,
+    make_temp_dirs,
+    nginx_binary,
+    nginx_conf,
+    start_serving_nginx,
+)
 from pytest_certload.stack.ports import distinct_free_ports
 from pytest_certload.stack.process import ManagedProcess
-from pytest_certload.stack.tls import TLSMaterial, presented_fingerprint
+from pytest_certload.stack.tls import TLSMaterial
 
 HOST = "127.0.0.1"
 
@@ -35,20 +41,15 @@ class NginxSidecar:
             self.process.stop()
 
 
-def nginx_binary() -> str | None:
-    return shutil.which("nginx") or (shutil.which("nginx", path="/usr/sbin:/usr/local/sbin") or None)
-
-
 def start_nginx_sidecar(
     workdir: Path, target_ids: list[str], tls: TLSMaterial, ready_timeout: float = 15.0
 ) -> NginxSidecar:
     """Start nginx with one ``listen 127.0.0.1:PORT ssl`` server per target; raises ComponentFailed."""
     binary = nginx_binary()
     if binary is None:
-        raise FileNotFoundError("nginx is not installed (Debian: apt-get install nginx-light)")
-    workdir.mkdir(parents=True, exist_ok=True)
-    for sub in ("tmp/body", "tmp/proxy", "tmp/fastcgi", "tmp/uwsgi", "tmp/scgi", "certs"):
-        (workdir / sub).mkdir(parents=True, exist_ok=True)
+        raise FileNotFoundError(NOT_INSTALLED)
+    make_temp_dirs(workdir)
+    (workdir / "certs").mkdir(parents=True, exist_ok=True)
     ports = dict(zip(target_ids, distinct_free_ports(len(target_ids)), strict=True))
     conf = workdir / "nginx.conf"
     servers = []
@@ -76,37 +77,9 @@ def start_nginx_sidecar(
             "host": HOST,
             "port": port,
         }
-    body = "\n".join(servers)
-    conf.write_text(
-        f"""daemon off;
-worker_processes 1;
-pid {workdir}/nginx.pid;
-error_log {workdir}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {workdir}/tmp/body;
-    proxy_temp_path {workdir}/tmp/proxy;
-    fastcgi_temp_path {workdir}/tmp/fastcgi;
-    uwsgi_temp_path {workdir}/tmp/uwsgi;
-    scgi_temp_path {workdir}/tmp/scgi;
-{body}
-}}
-"""
-    )
-    argv = [binary, "-p", f"{workdir}/", "-e", f"{workdir}/error.log", "-c", str(conf)]
-    sidecar.process = ManagedProcess("agent-sidecar-nginx", argv, workdir / "nginx.log").start()
+    conf.write_text(nginx_conf(workdir, "\n".join(servers)))
     first_port = next(iter(ports.values()))
-
-    def serving() -> bool:
-        try:
-            return presented_fingerprint(HOST, first_port, timeout=1.0) == tls.fingerprint_sha256
-        except OSError:
-            return False
-
-    try:
-        sidecar.process.wait_ready(serving, ready_timeout, "serving the session leaf")
-    except BaseException:
-        sidecar.stop()
-        raise
+    sidecar.process = start_serving_nginx(
+        "agent-sidecar-nginx", binary, workdir, conf, HOST, first_port, tls.fingerprint_sha256, ready_timeout
+    )
     return sidecar

@@ -3,6 +3,14 @@
 A ticker asks the loop to wake it every 10 ms and records how late it woke (oversleep). Timers
 here have ~1 ms granularity and a 2-vCPU VM adds jitter: on an idle generator we measured lag
 p50 0.1-0.7 ms, p99 1.2-3.8 ms, max ~5 ms. Process CPU is ``time.process_time()`` over wall time.
+A stall longer than a tick also counts the ticks it swallowed (a 600 ms stall is 60 samples,
+600, 590, ... 10 ms, as HdrHistogram's expected-interval correction): one sample per stall let a
+loop that stopped for 0.6 s every few seconds read "lag p99 4 ms" (h9). Garbage-collector pauses
+are timed too (``gc_pause_*``): the usual cause of such stalls in a large phase (gc_pauses.py).
+``runq_wait_fraction`` is the share of the phase the loop thread was ready to run but waited for a
+CPU (Linux /proc schedstat): the other cause, a machine oversubscribed by other work. h9 measured
+both on the 2-vCPU dev VM: 10,000 agents, stalls of 100-270 ms = 15-75 ms of our CPU + the rest
+waiting for a CPU while other sessions' tests ran (load average 4-5).
 
 Saturation bounds (the glue turns ``saturated`` into a test error, because the numbers of such a
 phase describe the generator, not the server):
@@ -24,6 +32,8 @@ phase describe the generator, not the server):
 from __future__ import annotations
 
 import asyncio
+import gc
+import threading
 import time
 from array import array
 from collections.abc import Sequence
@@ -36,6 +46,9 @@ TICK_SECONDS = 0.010
 MAX_LAG_P99_MS = 10.0
 MAX_CPU_FRACTION = 0.85
 MAX_QUEUE_P99_MS = 20.0
+_TICK_NS = int(TICK_SECONDS * 1e9)
+#: a saturated phase whose loop thread waited this share of its time for a CPU says so in its reason
+RUNQ_WAIT_NOTE = 0.05
 
 
 @dataclass(frozen=True)
@@ -51,6 +64,10 @@ class GeneratorHealth:
     queue_p50_ms: float = 0.0  # client_queue_time over every request of the phase
     queue_p99_ms: float = 0.0
     queue_samples: int = 0
+    gc_pause_max_ms: float = 0.0  # the longest garbage-collector pause of the phase
+    gc_pause_total_ms: float = 0.0
+    gc_collections: int = 0
+    runq_wait_fraction: float = 0.0  # the loop thread waiting for a CPU / wall time (0: not measured)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -73,11 +90,24 @@ class HealthMonitor:
         self._due = 0
         self._cpu0 = self._wall0 = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.gc_pauses = array("q")
+        self._gc_began = 0
+        self._schedstat = ""
+        self._runq0 = 0
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._cpu0, self._wall0 = time.process_time(), time.monotonic()
+        self._schedstat = f"/proc/self/task/{threading.get_native_id()}/schedstat"  # this (the loop's) thread
+        self._runq0 = _runq_wait_ns(self._schedstat)
+        gc.callbacks.append(self._on_gc)
         self._arm()
+
+    def _on_gc(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._gc_began = monotonic_ns()
+        elif self._gc_began:
+            self.gc_pauses.append(monotonic_ns() - self._gc_began)
 
     def _arm(self) -> None:
         self._due = monotonic_ns() + int(TICK_SECONDS * 1e9)
@@ -85,7 +115,11 @@ class HealthMonitor:
 
     def _tick(self) -> None:
         # a timer that fires early (libuv rounds to ms) is no lag
-        self.lags.append(max(0, monotonic_ns() - self._due))
+        lag = max(0, monotonic_ns() - self._due)
+        self.lags.append(lag)
+        while lag > _TICK_NS:  # the ticks a stall swallowed: each would have been late too
+            lag -= _TICK_NS
+            self.lags.append(lag)
         self._arm()
 
     def stop(self, queue: Sequence[array] = ()) -> GeneratorHealth:
@@ -93,8 +127,11 @@ class HealthMonitor:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
+        if self._on_gc in gc.callbacks:
+            gc.callbacks.remove(self._on_gc)
         wall = max(time.monotonic() - self._wall0, 1e-9)
         cpu = (time.process_time() - self._cpu0) / wall
+        runq = max(_runq_wait_ns(self._schedstat) - self._runq0, 0) / 1e9 / wall if self._runq0 >= 0 else 0.0
         if self.lags:
             lags = np.frombuffer(self.lags, dtype=np.int64) / 1e6
             p50, p99 = (float(x) for x in np.percentile(lags, [50, 99]))
@@ -113,6 +150,10 @@ class HealthMonitor:
             reasons.append(f"client_queue_time p99 {q99:.1f} ms > {self.max_queue_p99_ms:g} ms")
         if cpu > self.max_cpu_fraction:
             reasons.append(f"generator CPU {cpu:.0%} of a core > {self.max_cpu_fraction:.0%}")
+        if reasons and runq >= RUNQ_WAIT_NOTE:
+            reasons.append(
+                f"the loop thread waited for a CPU {runq:.0%} of the phase: machine oversubscribed"
+            )
         return GeneratorHealth(
             lag_p50_ms=p50,
             lag_p99_ms=p99,
@@ -125,4 +166,17 @@ class HealthMonitor:
             queue_p50_ms=q50,
             queue_p99_ms=q99,
             queue_samples=queued,
+            gc_pause_max_ms=max(self.gc_pauses, default=0) / 1e6,
+            gc_pause_total_ms=sum(self.gc_pauses) / 1e6,
+            gc_collections=len(self.gc_pauses),
+            runq_wait_fraction=runq,
         )
+
+
+def _runq_wait_ns(path: str) -> int:
+    """Time the thread spent ready but waiting for a CPU (schedstat's 2nd field); -1 if unknown."""
+    try:
+        with open(path) as f:
+            return int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return -1

@@ -15,16 +15,16 @@ pooled connection, connect and TLS).
 from __future__ import annotations
 
 import asyncio
-import ipaddress
-import socket
 import ssl
 from collections import deque
 from pathlib import Path
 from time import monotonic_ns
+from typing import TypedDict
 from urllib.parse import urlsplit
 
 import httptools
 
+from pytest_certload.engine.connect import connect_error, open_tcp, resolve
 from pytest_certload.engine.tls import TlsTransport, open_tls
 
 DEFAULT_TIMEOUT = 30.0  # seconds: certctl's agent's http.Client.Timeout (k6's default is 60 s)
@@ -47,6 +47,29 @@ def make_ssl_context(ca_bundle: str | Path | None = None, *, insecure: bool = Fa
         ctx.verify_mode = ssl.CERT_NONE
     ctx._certload_source = (ca_bundle, insecure)  # type: ignore[attr-defined]  # tls.context_with_alpn
     return ctx
+
+
+def parse_url(cache: dict[str, _ParsedUrl], url: str, resp: Response) -> _ParsedUrl | None:
+    """``url`` parsed into a client's ``cache`` (bounded); None, ``resp`` failed as bad_url, if unusable."""
+    try:
+        u = _ParsedUrl(url)
+    except ValueError as exc:
+        resp.error = f"bad_url: {exc}"[:120]
+        resp.end_ns = monotonic_ns()
+        return None
+    if len(cache) >= _URL_CACHE_MAX:
+        cache.clear()
+    cache[url] = u
+    return u
+
+
+class RequestOptions(TypedDict, total=False):
+    """The keyword options of every client's ``request`` (HttpClient's, Http2Client's)."""
+
+    headers: dict[str, str] | None
+    body: bytes | None
+    new_connection: bool  # a connection of its own, closed after the response
+    timeout: float | None  # seconds; None: the client's
 
 
 class Response:
@@ -388,15 +411,9 @@ class HttpClient:
         deadline = start + int(timeout * 1e9)
         u = self._urls.get(url)
         if u is None:
-            try:
-                u = _ParsedUrl(url)
-            except ValueError as exc:
-                resp.error = f"bad_url: {exc}"[:120]
-                resp.end_ns = monotonic_ns()
+            u = parse_url(self._urls, url, resp)
+            if u is None:
                 return resp
-            if len(self._urls) >= _URL_CACHE_MAX:
-                self._urls.clear()
-            self._urls[url] = u
         pool = self._pools.get(u.origin)
         if pool is None:
             pool = self._pools[u.origin] = _OriginPool(self, u.scheme, u.host, u.port, self.max_connections)
@@ -546,18 +563,7 @@ class HttpClient:
                     resp.queue_ns = tls.queue_ns
                     conn.tls_version = tls.tls_version
                     return conn
-                transport = None
-                last_exc: OSError | None = None
-                for family, addr in addresses:
-                    try:
-                        transport, _ = await loop.create_connection(
-                            lambda: conn, family=family, sock=None, host=addr[0], port=addr[1]
-                        )
-                        break
-                    except OSError as exc:
-                        last_exc = exc
-                if transport is None:
-                    raise last_exc or OSError("no address to connect to")
+                transport = await open_tcp(loop, conn, addresses)
                 t1 = monotonic_ns()
                 resp.connecting_ns = t1 - t0
                 if pool.tls:
@@ -572,20 +578,8 @@ class HttpClient:
                     resp.tls_ns = monotonic_ns() - t1
                     ssl_object = tls_transport.get_extra_info("ssl_object")
                     conn.tls_version = ssl_object.version() if ssl_object is not None else ""
-        except TimeoutError:
-            resp.error = "timeout"
-        except ssl.SSLCertVerificationError as exc:
-            resp.error = f"tls_verify_failed: {exc.verify_message}"[:120]
-        except ssl.SSLError as exc:
-            resp.error = f"tls_error: {exc.reason or exc}"[:120]
-        except ConnectionRefusedError:
-            resp.error = "connection_refused"
-        except socket.gaierror as exc:
-            resp.error = f"dns_error: {exc}"[:120]
-        except ConnectionError as exc:
-            resp.error = f"connection_error: {type(exc).__name__}"
-        except OSError as exc:
-            resp.error = f"connect_error: {exc.strerror or exc}"[:120]
+        except OSError as exc:  # TimeoutError (the deadline), ssl.SSLError, refused, DNS, ...
+            resp.error = connect_error(exc)
         if resp.error:
             if pooled:
                 conn.dead = True
@@ -595,13 +589,7 @@ class HttpClient:
 
     async def _resolve(self, pool: _OriginPool) -> list[tuple]:
         """Resolve once per origin (names are loopback aliases here; an IP is used as is)."""
-        try:
-            ip = ipaddress.ip_address(pool.host)
-            family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
-            pool.addresses = [(family, (pool.host, pool.port))]
-        except ValueError:
-            infos = await self._loop.getaddrinfo(pool.host, pool.port, type=socket.SOCK_STREAM)  # type: ignore[union-attr]
-            pool.addresses = [(info[0], info[4][:2]) for info in infos]
+        pool.addresses = await resolve(pool.host, pool.port)
         return pool.addresses
 
     def _sweep(self) -> None:

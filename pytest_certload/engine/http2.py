@@ -24,21 +24,23 @@ handed over, not wasted). Handshakes run off the loop (engine/tls.py).
 from __future__ import annotations
 
 import asyncio
-import ipaddress
-import socket
 import ssl
 from time import monotonic_ns
+from typing import Unpack
 
 from h2.exceptions import H2Error
 
+from pytest_certload.engine.connect import connect_error, open_tcp, resolve
 from pytest_certload.engine.h2conn import H2Conn
 from pytest_certload.engine.http import (
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_TIMEOUT,
     HttpClient,
+    RequestOptions,
     Response,
     _ParsedUrl,
     make_ssl_context,
+    parse_url,
 )
 from pytest_certload.engine.tls import TlsTransport, context_with_alpn, open_tls
 
@@ -87,23 +89,27 @@ class Http2Client:
             self._context = context_with_alpn(base, self._alpn)
         return self._context
 
-    async def request(
-        self,
-        method: str,
-        url: str,
-        *,
-        headers: dict[str, str] | None = None,
-        body: bytes | None = None,
-        new_connection: bool = False,
-        timeout: float | None = None,
-        _retry: bool = True,
-    ) -> Response:
+    async def request(self, method: str, url: str, **options: Unpack[RequestOptions]) -> Response:
         """Send one request as a stream and wait for the whole response; never raises for failures.
 
         A request the server never processed (a stream above GOAWAY's ``last_stream_id``, or
         ``REFUSED_STREAM``) is sent once more on a new connection, as Go's client does (RFC 9113
         §8.7 makes that safe); its duration counts from the first attempt, and ``retries`` counts it.
         """
+        headers, body = options.get("headers"), options.get("body")
+        new_connection, timeout = options.get("new_connection", False), options.get("timeout")
+        return await self._request(method, url, headers, body, new_connection, timeout, retry=True)
+
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str] | None,
+        body: bytes | None,
+        new_connection: bool,
+        timeout: float | None,
+        retry: bool,
+    ) -> Response:
         start = monotonic_ns()
         resp = Response()
         resp.start_ns = start
@@ -112,14 +118,9 @@ class Http2Client:
         deadline = start + int((self.timeout if timeout is None else timeout) * 1e9)
         u = self._urls.get(url)
         if u is None:
-            try:
-                u = _ParsedUrl(url)
-            except ValueError as exc:
-                resp.error = f"bad_url: {exc}"[:120]
-                resp.end_ns = monotonic_ns()
+            u = parse_url(self._urls, url, resp)
+            if u is None:
                 return resp
-            if len(self._urls) < 4096:
-                self._urls[url] = u
         if u.origin in self._h1_origins:
             return await self._h1_request(method, url, headers, body, new_connection, timeout, start)
         conn = None
@@ -162,17 +163,10 @@ class Http2Client:
             conn.reset(s)
             raise
         end = resp.end_ns = monotonic_ns()
-        if s.error and _retry and s.error.startswith(UNPROCESSED) and end < deadline:
+        if s.error and retry and s.error.startswith(UNPROCESSED) and end < deadline:
             self.retries += 1
-            again = await self.request(
-                method,
-                url,
-                headers=headers,
-                body=body,
-                new_connection=new_connection,
-                timeout=(deadline - end) / 1e9,
-                _retry=False,
-            )
+            left = (deadline - end) / 1e9
+            again = await self._request(method, url, headers, body, new_connection, left, retry=False)
             again.start_ns = start  # the client's own retry is part of this request's time
             return again
         if s.error:
@@ -224,7 +218,9 @@ class Http2Client:
         self._every = {c for c in self._every if not c.closed}  # forget connections gone meanwhile
         try:
             async with asyncio.timeout(max(deadline - monotonic_ns(), 0) / 1e9):
-                addresses = self._addresses.get(u.origin) or await self._resolve(u)
+                addresses = self._addresses.get(u.origin)
+                if addresses is None:
+                    addresses = self._addresses[u.origin] = await resolve(u.host, u.port)
                 t0 = monotonic_ns()
                 if u.scheme == "https":
                     tls = await open_tls(loop, conn, addresses, self.ssl_context, u.host)
@@ -242,27 +238,14 @@ class Http2Client:
                         resp.error = f"tls_error: no h2 by ALPN (server chose {tls.alpn or 'nothing'})"
                         return None
                 else:  # h2c with prior knowledge (plain-text test servers)
-                    family, addr = addresses[0]
-                    await loop.create_connection(lambda: conn, family=family, host=addr[0], port=addr[1])
+                    await open_tcp(loop, conn, addresses)
                     self.connections_opened += 1
                     resp.connecting_ns = monotonic_ns() - t0
                 conn.start()
                 self._every.add(conn)
                 await conn.settings  # the server's limits first: its MAX_CONCURRENT_STREAMS may be < ours
-        except TimeoutError:
-            resp.error = "timeout"
-        except ssl.SSLCertVerificationError as exc:
-            resp.error = f"tls_verify_failed: {exc.verify_message}"[:120]
-        except ssl.SSLError as exc:
-            resp.error = f"tls_error: {exc.reason or exc}"[:120]
-        except ConnectionRefusedError:
-            resp.error = "connection_refused"
-        except socket.gaierror as exc:
-            resp.error = f"dns_error: {exc}"[:120]
-        except ConnectionError as exc:
-            resp.error = f"connection_error: {type(exc).__name__}"
-        except OSError as exc:
-            resp.error = f"connect_error: {exc.strerror or exc}"[:120]
+        except OSError as exc:  # TimeoutError (the deadline), ssl.SSLError, refused, DNS, ...
+            resp.error = connect_error(exc)
         if resp.error:
             conn.abort()
             return None
@@ -289,16 +272,6 @@ class Http2Client:
             resp.queue_ns = opened.queue_ns
             resp.new_connection = True
         return resp
-
-    async def _resolve(self, u: _ParsedUrl) -> list[tuple]:
-        try:
-            ip = ipaddress.ip_address(u.host)
-            found = [(socket.AF_INET6 if ip.version == 6 else socket.AF_INET, (u.host, u.port))]
-        except ValueError:
-            infos = await asyncio.get_running_loop().getaddrinfo(u.host, u.port, type=socket.SOCK_STREAM)
-            found = [(info[0], info[4][:2]) for info in infos]
-        self._addresses[u.origin] = found
-        return found
 
     def close(self) -> None:
         """Drop every connection (their streams fail as connection_closed) and the 1.1 fallback."""

@@ -203,21 +203,16 @@ class TlsTransport(asyncio.Protocol):
         future.add_done_callback(self._from_thread)
 
     def _run_inline(self) -> None:
-        begin = monotonic_ns()
         try:
-            self._sslobj.do_handshake()
-            done = True
-        except ssl.SSLWantReadError:
-            done = False
+            begin, end, done = self._handshake_step()
         except BaseException as exc:
             self._stepping = False
             self._failed(exc)
             return
-        end = monotonic_ns()
         self._stepping = False
         self._after_step(begin, end, end, done)
 
-    def _handshake_step(self) -> tuple[int, int, bool]:  # runs in a pool thread
+    def _handshake_step(self) -> tuple[int, int, bool]:  # in a pool thread, or inline on the loop
         begin = monotonic_ns()
         try:
             self._sslobj.do_handshake()

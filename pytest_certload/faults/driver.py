@@ -44,6 +44,9 @@ class Accounting(Protocol):
         """Counter name -> count (0 included), e.g. ``{"lost_work": 0, "duplicated_work": 0}``."""
         ...
 
+    # optional: ``record(ctx, tags)``, called after ``counts`` on the event loop, records what is not
+    # a plain count (trends such as faults/fleet_accounting.py's ``fleet_recovery_time``)
+
 
 def fault_scenario(
     injector: Injector,
@@ -90,6 +93,9 @@ def fault_scenario(
         for check in accounting:
             for name, n in (await asyncio.to_thread(check.counts)).items():
                 ctx.counter(name, n, tags)
+            extra = getattr(check, "record", None)  # optional: trends and tagged counters of the check
+            if extra is not None:
+                extra(ctx, tags)
 
     options: dict[str, Any] = {
         "executor": "constant-vus",

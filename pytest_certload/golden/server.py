@@ -8,7 +8,6 @@ loops are pushed out of the recording window so their statements do not land in 
 
 from __future__ import annotations
 
-import os
 import ssl
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -16,20 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import psycopg
 
 from pytest_certload.stack.certctl import (
-    BASE_ENV_KEYS,
+    ServerBoot,
     SessionSecrets,
-    certctl_env,
-    migrate_and_prepare,
-    standin_argv,
-    standin_env,
+    certctl_process,
+    ensure_prof_test,
+    standin_process,
 )
 from pytest_certload.stack.native import python_env
 from pytest_certload.stack.ports import free_port
 from pytest_certload.stack.postgres import NativePostgres
-from pytest_certload.stack.process import ManagedProcess
 from pytest_certload.stack.tls import make_tls_material
 
 HOST = "127.0.0.1"
@@ -56,15 +52,6 @@ class RunningServer:
     postgres_version: str | None = None
 
 
-def ensure_prof_test(dsn: str) -> None:
-    """The ACME profile every ACME scenario uses (certctl does not seed it)."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO certificate_profiles (id, name) VALUES ('prof-test', 'prof-test')"
-            " ON CONFLICT DO NOTHING"
-        )
-
-
 @contextmanager
 def running_server(
     workdir: Path, certctl_bin: Path | None = None, migrations: Path | None = None
@@ -78,22 +65,18 @@ def running_server(
         secret = SessionSecrets()
         port = free_port()
         logs = workdir / "logs"
+        boot = ServerBoot(pg.dsn, HOST, port, tls.server_cert, tls.server_key, secret, rate_limit=False)
         if certctl_bin is not None:
             cwd = workdir / "certctl-cwd"  # empty: no web/ directory, API-only like the stacks
             cwd.mkdir(parents=True, exist_ok=True)
-            base = {k: os.environ[k] for k in BASE_ENV_KEYS if k in os.environ} | {"HOME": str(cwd)}
-            env = base | certctl_env(
-                dsn=pg.dsn, host=HOST, port=port, cert=tls.server_cert, key=tls.server_key,
-                migrations=migrations, secret=secret, rate_limit=False,
-            ) | QUIET_SCHEDULER  # fmt: skip
-            migrate_and_prepare(certctl_bin, env, cwd, logs / "certctl-migrate.log", pg.dsn)
-            proc = ManagedProcess("certctl", [str(certctl_bin)], logs / "certctl.log", env=env, cwd=cwd)
+            proc = certctl_process(
+                boot, certctl_bin, migrations, name="certctl", log=logs / "certctl.log", cwd=cwd, home=cwd,
+                extra_env=QUIET_SCHEDULER,
+            )  # fmt: skip
         else:
-            argv = standin_argv(
-                host=HOST, port=port, cert=tls.server_cert, key=tls.server_key, rate_limit=False
+            proc = standin_process(
+                boot, name="certctl stand-in", log=logs / "standin.log", base_env=python_env(), cwd=workdir
             )
-            env = python_env() | standin_env(dsn=pg.dsn, secret=secret)
-            proc = ManagedProcess("certctl stand-in", argv, logs / "standin.log", env=env, cwd=workdir)
         proc.start()
         stack.callback(proc.stop)
         url = f"https://{HOST}:{port}"
@@ -103,7 +86,7 @@ def running_server(
             BOOT_TIMEOUT_S,
             "answering /health",
         )
-        ensure_prof_test(pg.dsn.reveal())
+        ensure_prof_test(pg.dsn)
         label = "certctl stand-in"
         if certctl_bin is not None:
             version = httpx.get(url + "/api/v1/version", verify=ctx, timeout=5)

@@ -76,3 +76,8 @@ def fleet_lines(summary: dict[str, Any]) -> list[str]:
                 f"left: {drain['left']:g} (agents' view), {drain['jobs_left']:g} jobs not Completed"
             )
     return lines
+
+
+def phase_fleet_lines(phase: Any) -> list[str]:
+    """The same lines for one phase (the HTML report's per-phase section); [] without a fleet."""
+    return fleet_lines({"agent_fleet": fleet_entries([phase])})

@@ -265,6 +265,18 @@ def server_section(phase: PhaseVerdict) -> str:
     return "".join(out)
 
 
+def fleet_section(phase: PhaseVerdict) -> str:
+    """The phase's agent fleets (report/fleet.py): size, connections held from both ends, the
+    renewal drain -- the terminal's lines; nothing for a phase without an agent-fleet scenario."""
+    from pytest_certload.report.fleet import phase_fleet_lines
+
+    lines = phase_fleet_lines(phase)
+    if not lines:
+        return ""
+    items = "".join(f"<li>{_e(line.strip())}</li>" for line in lines)
+    return f"<h3>Agent fleet</h3><ul class=fleet>{items}</ul>"
+
+
 def phase_section(index: int, phase: PhaseVerdict) -> str:
     from plotly.io import to_html
 
@@ -300,6 +312,7 @@ def phase_section(index: int, phase: PhaseVerdict) -> str:
         )
     )
     out.append(server_section(phase))
+    out.append(fleet_section(phase))
     rows = _threshold_rows(phase)
     if rows:
         out.append(

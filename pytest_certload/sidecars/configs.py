@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pytest_certload.sidecars.nginx import make_temp_dirs, nginx_argv, nginx_conf
 from pytest_certload.stack.tls import TLSMaterial
 
 APACHE_MODULE_DIRS = ("/usr/lib/apache2/modules", "/usr/local/apache2/modules", "/usr/lib/httpd/modules")
@@ -32,23 +33,9 @@ class SidecarCommand:
 
 def nginx(workdir: Path, listen: str, port: int, tls: TLSMaterial, binary: str = "nginx") -> SidecarCommand:
     """nginx in the foreground, one worker, ``return 200 "ok\\n"`` on ``/``."""
-    for sub in ("tmp/body", "tmp/proxy", "tmp/fastcgi", "tmp/uwsgi", "tmp/scgi"):
-        (workdir / sub).mkdir(parents=True, exist_ok=True)
+    make_temp_dirs(workdir)
     conf = workdir / "nginx.conf"
-    conf.write_text(
-        f"""daemon off;
-worker_processes 1;
-pid {workdir}/nginx.pid;
-error_log {workdir}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {workdir}/tmp/body;
-    proxy_temp_path {workdir}/tmp/proxy;
-    fastcgi_temp_path {workdir}/tmp/fastcgi;
-    uwsgi_temp_path {workdir}/tmp/uwsgi;
-    scgi_temp_path {workdir}/tmp/scgi;
-    server {{
+    server = f"""    server {{
         listen {listen}:{port} ssl;
         server_name _;
         ssl_certificate {tls.server_cert};
@@ -58,12 +45,9 @@ http {{
             default_type text/plain;
             return 200 "ok\\n";
         }}
-    }}
-}}
-"""
-    )
-    argv = [binary, "-p", f"{workdir}/", "-e", f"{workdir}/error.log", "-c", str(conf)]
-    return SidecarCommand("nginx", binary, argv, conf)
+    }}"""
+    conf.write_text(nginx_conf(workdir, server))
+    return SidecarCommand("nginx", binary, nginx_argv(binary, workdir, conf), conf)
 
 
 def apache_module_dir(root: Path = Path("/")) -> Path:

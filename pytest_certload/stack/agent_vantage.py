@@ -16,15 +16,21 @@ from __future__ import annotations
 import itertools
 import json
 import re
-import shutil
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from pytest_certload.sidecars.nginx import (
+    NOT_INSTALLED,
+    make_temp_dirs,
+    nginx_binary,
+    nginx_conf,
+    start_serving_nginx,
+)
 from pytest_certload.stack.ports import free_port
 from pytest_certload.stack.process import ManagedProcess
-from pytest_certload.stack.tls import TLSMaterial, make_tls_material, presented_fingerprint
+from pytest_certload.stack.tls import TLSMaterial, make_tls_material
 
 HOST = "127.0.0.1"
 LOG_FORMAT = (
@@ -127,10 +133,6 @@ class AgentProxy:
         return read_log(self.access_log)
 
 
-def nginx_binary() -> str | None:
-    return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
-
-
 def nginx_config(workdir: Path, port: int, upstream_url: str, tls: TLSMaterial) -> str:
     """The proxy's nginx.conf: loopback listener with h2, one upstream (the stack's certctl URL)."""
     up = urlsplit(upstream_url)
@@ -138,20 +140,7 @@ def nginx_config(workdir: Path, port: int, upstream_url: str, tls: TLSMaterial) 
         raise ValueError(f"the agent vantage proxies to a loopback certctl only, not {up.hostname!r}")
     upstream_port = up.port or (443 if up.scheme == "https" else 80)
     upstream_host = f"[{up.hostname}]" if ":" in (up.hostname or "") else up.hostname
-    return f"""daemon off;
-worker_processes 1;
-pid {workdir}/nginx.pid;
-error_log {workdir}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    log_format agents escape=json '{LOG_FORMAT}';
-    access_log {workdir}/access.log agents;
-    client_body_temp_path {workdir}/tmp/body;
-    proxy_temp_path {workdir}/tmp/proxy;
-    fastcgi_temp_path {workdir}/tmp/fastcgi;
-    uwsgi_temp_path {workdir}/tmp/uwsgi;
-    scgi_temp_path {workdir}/tmp/scgi;
-    keepalive_timeout {CLIENT_IDLE_S}s;
+    body = f"""    keepalive_timeout {CLIENT_IDLE_S}s;
     upstream certctl {{
         server {upstream_host}:{upstream_port};
         keepalive 32;
@@ -172,38 +161,25 @@ http {{
             proxy_ssl_protocols TLSv1.2 TLSv1.3;  # certctl accepts TLS 1.3 only; nginx 1.22 offers <= 1.2
             proxy_read_timeout 60s;
         }}
-    }}
-}}
-"""
+    }}"""
+    logging = f"log_format agents escape=json '{LOG_FORMAT}';\naccess_log {workdir}/access.log agents;"
+    return nginx_conf(workdir, body, logging=logging, worker_connections=4096)
 
 
 def start_agent_proxy(workdir: Path, upstream_url: str, ready_timeout: float = 15.0) -> AgentProxy:
     """Start the vantage nginx with TLS material of its own; raises ComponentFailed if it does not serve."""
     binary = nginx_binary()
     if binary is None:
-        raise FileNotFoundError("nginx is not installed (Debian: apt-get install nginx-light)")
-    for sub in ("tmp/body", "tmp/proxy", "tmp/fastcgi", "tmp/uwsgi", "tmp/scgi"):
-        (workdir / sub).mkdir(parents=True, exist_ok=True)
+        raise FileNotFoundError(NOT_INSTALLED)
+    make_temp_dirs(workdir)
     tls = make_tls_material(workdir / "tls")
     port = free_port(HOST)
     conf = workdir / "nginx.conf"
     conf.write_text(nginx_config(workdir, port, upstream_url, tls))
-    argv = [binary, "-p", f"{workdir}/", "-e", f"{workdir}/error.log", "-c", str(conf)]
-    process = ManagedProcess("agent-vantage-nginx", argv, workdir / "nginx.log").start()
-    proxy = AgentProxy(f"https://{HOST}:{port}", port, tls, workdir / "access.log", process)
-
-    def serving() -> bool:
-        try:
-            return presented_fingerprint(HOST, port, timeout=1.0) == tls.fingerprint_sha256
-        except OSError:
-            return False
-
-    try:
-        process.wait_ready(serving, ready_timeout, "serving its TLS leaf")
-    except BaseException:
-        proxy.stop()
-        raise
-    return proxy
+    process = start_serving_nginx(
+        "agent-vantage-nginx", binary, workdir, conf, HOST, port, tls.fingerprint_sha256, ready_timeout
+    )
+    return AgentProxy(f"https://{HOST}:{port}", port, tls, workdir / "access.log", process)
 
 
 @dataclass

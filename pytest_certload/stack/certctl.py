@@ -14,6 +14,7 @@ name (iss-local, o-alice, t-platform, rp-standard), and then the server starts.
 
 from __future__ import annotations
 
+import os
 import secrets
 import subprocess
 import sys
@@ -144,3 +145,71 @@ def migrate_and_prepare(binary: Path, env: Env, cwd: Path, log_path: Path, dsn: 
 
 
 BASE_ENV_KEYS = ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "PYTHONPATH", "VIRTUAL_ENV")
+
+
+def ensure_prof_test(dsn: str | Secret) -> None:
+    """The ACME profile every ACME scenario uses, ``prof-test`` (certctl does not seed it)."""
+    with connect_pg(_dsn(dsn), autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO certificate_profiles (id, name) VALUES ('prof-test', 'prof-test')"
+            " ON CONFLICT DO NOTHING"
+        )
+
+
+@dataclass(frozen=True)
+class ServerBoot:
+    """What certctl and the stand-in alike are started with: their database, where they listen,
+    their TLS leaf, the session's secrets and whether rate limiting is on."""
+
+    dsn: str | Secret
+    host: str
+    port: int
+    cert: Path
+    key: Path
+    secret: SessionSecrets
+    rate_limit: bool
+
+
+def certctl_process(
+    boot: ServerBoot,
+    binary: Path,
+    migrations: Path | str | None,
+    *,
+    name: str,
+    log: Path,
+    cwd: Path,
+    home: Path | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> ManagedProcess:
+    """certctl-server on ``boot.dsn``, which it has just migrated and we have prepared; not started.
+
+    Its environment is :func:`certctl_env` over ours (:data:`BASE_ENV_KEYS` only; ``HOME`` is
+    ``home`` when given), then ``extra_env``. The migration logs to ``<log stem>-migrate.log``.
+    """
+    base = {k: os.environ[k] for k in BASE_ENV_KEYS if k in os.environ}
+    if home is not None:
+        base["HOME"] = str(home)
+    env = base | certctl_env(
+        dsn=boot.dsn, host=boot.host, port=boot.port, cert=boot.cert, key=boot.key,
+        migrations=migrations, secret=boot.secret, rate_limit=boot.rate_limit,
+    ) | (extra_env or {})  # fmt: skip
+    migrate_and_prepare(binary, env, cwd, log.with_name(f"{log.stem}-migrate.log"), boot.dsn)
+    return ManagedProcess(name, [str(binary)], log, env=env, cwd=cwd)
+
+
+def standin_process(
+    boot: ServerBoot,
+    *,
+    name: str,
+    log: Path,
+    base_env: dict[str, str],
+    cwd: Path | None,
+    extra_args: tuple[str, ...] = (),
+) -> ManagedProcess:
+    """The stand-in, secrets in its environment (over ``base_env``), ``extra_args`` after its own
+    options (latency/error injection); not yet started."""
+    argv = standin_argv(
+        host=boot.host, port=boot.port, cert=boot.cert, key=boot.key, rate_limit=boot.rate_limit
+    )
+    env = base_env | standin_env(dsn=boot.dsn, secret=boot.secret)
+    return ManagedProcess(name, [*argv, *extra_args], log, env=env, cwd=cwd)

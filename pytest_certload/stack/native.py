@@ -17,14 +17,7 @@ from functools import partial
 from pathlib import Path
 
 from pytest_certload.sidecars import configs
-from pytest_certload.stack.certctl import (
-    BASE_ENV_KEYS,
-    SessionSecrets,
-    certctl_env,
-    migrate_and_prepare,
-    standin_argv,
-    standin_env,
-)
+from pytest_certload.stack.certctl import ServerBoot, SessionSecrets, certctl_process, standin_process
 from pytest_certload.stack.model import Stack, Target, loopback_target
 from pytest_certload.stack.options import StackOptions
 from pytest_certload.stack.ports import distinct_free_ports
@@ -184,35 +177,30 @@ class NativeProvider(StackProvider):
             raise ComponentFailed(
                 "certctl", f"image {self.opts.certctl_image}", "the native stack runs no images (docker does)"
             )
+        boot = ServerBoot(
+            self.postgres.dsn,
+            HOST,
+            port,
+            self.tls.server_cert,
+            self.tls.server_key,
+            self.secret,
+            self.opts.rate_limit,
+        )
         if self.opts.server_kind == "bin":
             assert self.opts.certctl_bin is not None
-            base = {k: os.environ[k] for k in BASE_ENV_KEYS if k in os.environ}
-            env = base | certctl_env(
-                dsn=self.postgres.dsn,
-                host=HOST,
-                port=port,
-                cert=self.tls.server_cert,
-                key=self.tls.server_key,
-                migrations=self.opts.certctl_migrations,
-                secret=self.secret,
-                rate_limit=self.opts.rate_limit,
-            )
-            migrate_and_prepare(
-                self.opts.certctl_bin, env, cwd, wd / "certctl-migrate.log", self.postgres.dsn
-            )
-            proc = ManagedProcess(
-                "certctl", [str(self.opts.certctl_bin)], wd / "certctl.log", env=env, cwd=cwd
+            proc = certctl_process(
+                boot,
+                self.opts.certctl_bin,
+                self.opts.certctl_migrations,
+                name="certctl",
+                log=wd / "certctl.log",
+                cwd=cwd,
             )
             return "certctl", proc, url
-        argv = standin_argv(
-            host=HOST,
-            port=port,
-            cert=self.tls.server_cert,
-            key=self.tls.server_key,
-            rate_limit=self.opts.rate_limit,
+        proc = standin_process(
+            boot, name="certctl stand-in", log=wd / "standin.log", base_env=python_env(), cwd=cwd
         )
-        env = python_env() | standin_env(dsn=self.postgres.dsn, secret=self.secret)
-        return "stand-in", ManagedProcess("certctl stand-in", argv, wd / "standin.log", env=env, cwd=cwd), url
+        return "stand-in", proc, url
 
     def pids(self) -> list[int]:
         return [p.popen.pid for p in self.processes if p.popen is not None]

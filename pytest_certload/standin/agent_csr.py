@@ -30,7 +30,7 @@ import psycopg
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from pytest_certload.standin.issuers import IssuerError, LocalIssuer
+from pytest_certload.standin.issuers import Issuance, IssuerError, LocalIssuer
 from pytest_certload.standin.repository import ScanError, generate_id, jobs, notifications
 from pytest_certload.standin.repository import certificates as cert_repo
 
@@ -106,6 +106,17 @@ class CSRService:
         profile_id = cert["certificate_profile_id"]
         return await cert_repo.profile_policy(conn, profile_id) if profile_id else None
 
+    async def _issue(
+        self,
+        conn: psycopg.AsyncConnection,
+        csr: x509.CertificateSigningRequest,
+        cert: dict[str, Any],
+        profile: dict[str, Any] | None,
+    ) -> Issuance:
+        """Sign for the certificate's SANs under the profile's EKUs and TTL cap (both CSR paths)."""
+        ekus, max_ttl = (profile["ekus"], profile["max_ttl_seconds"]) if profile else ([], 0)
+        return await self.issuer.issue(conn, csr, list(cert["sans"] or []), ekus, max_ttl)
+
     async def _complete_renewal(
         self, conn: psycopg.AsyncConnection, job: jobs.JobRow, cert: dict[str, Any], csr_pem: str
     ) -> None:
@@ -125,10 +136,7 @@ class CSRService:
         if not await jobs.set_job_status(conn, job.id, "Running"):
             raise CSRFailed("failed to update job status: job not found")
         try:
-            issued = await self.issuer.issue(
-                conn, csr, list(cert["sans"] or []), profile["ekus"] if profile else [],
-                profile["max_ttl_seconds"] if profile else 0,
-            )  # fmt: skip
+            issued = await self._issue(conn, csr, cert, profile)
         except IssuerError as exc:
             await jobs.set_job_status(conn, job.id, "Failed", f"issuer signing failed: {exc}")
             await notifications.record_renewal_notification(
@@ -164,10 +172,7 @@ class CSRService:
         csr, info = parse_csr(csr_pem)
         check_profile(info, profile)
         try:
-            issued = await self.issuer.issue(
-                conn, csr, list(cert["sans"] or []), profile["ekus"] if profile else [],
-                profile["max_ttl_seconds"] if profile else 0,
-            )  # fmt: skip
+            issued = await self._issue(conn, csr, cert, profile)
         except IssuerError as exc:
             raise CSRFailed(f"issuer signing failed: {exc}") from None
         now = datetime.now(UTC)

@@ -29,16 +29,14 @@ import psycopg
 import pytest
 
 from pytest_certload.stack.certctl import (
-    BASE_ENV_KEYS,
+    ServerBoot,
     SessionSecrets,
-    certctl_env,
-    migrate_and_prepare,
-    standin_argv,
-    standin_env,
+    certctl_process,
+    ensure_prof_test,
+    standin_process,
 )
 from pytest_certload.stack.ports import free_port
 from pytest_certload.stack.postgres import NativePostgres, find_pg_bin
-from pytest_certload.stack.process import ManagedProcess
 from pytest_certload.stack.tls import TLSMaterial, make_tls_material
 
 FLAVOURS = ("stand-in", "certctl")
@@ -128,25 +126,19 @@ class Session:
         """
         port = free_port()
         tag = f"{flavour}-{port}"
+        log = self.workdir / "logs" / f"{tag}.log"
+        boot = ServerBoot(
+            dsn, "127.0.0.1", port, self.tls.server_cert, self.tls.server_key, self.secret, rate_limit
+        )
         if flavour == "stand-in":
-            env = dict(os.environ) | standin_env(dsn=dsn, secret=self.secret)
-            argv = standin_argv(
-                host="127.0.0.1", port=port, cert=self.tls.server_cert, key=self.tls.server_key,
-                rate_limit=rate_limit,
-            ) + list(extra_args)  # fmt: skip
-            proc = ManagedProcess(tag, argv, self.workdir / "logs" / f"{tag}.log", env=env)
+            proc = standin_process(
+                boot, name=tag, log=log, base_env=dict(os.environ), cwd=None, extra_args=extra_args
+            )
         else:
             assert certctl is not None
             binary, migrations = certctl
             cwd = Path(tempfile.mkdtemp(prefix="certctl-cwd-", dir=self.workdir))  # no web/ → API-only
-            base = {k: os.environ[k] for k in BASE_ENV_KEYS if k in os.environ} | {"HOME": str(cwd)}
-            env = base | certctl_env(
-                dsn=dsn, host="127.0.0.1", port=port, cert=self.tls.server_cert, key=self.tls.server_key,
-                migrations=migrations, secret=self.secret, rate_limit=rate_limit,
-            )  # fmt: skip
-            log_dir = self.workdir / "logs"
-            migrate_and_prepare(binary, env, cwd, log_dir / f"{tag}-migrate.log", dsn)
-            proc = ManagedProcess(tag, [str(binary)], self.workdir / "logs" / f"{tag}.log", env=env, cwd=cwd)
+            proc = certctl_process(boot, binary, migrations, name=tag, log=log, cwd=cwd, home=cwd)
         proc.start()
         self.commands.append(proc.command)
         self.stack.callback(proc.stop)
@@ -190,15 +182,6 @@ def _start_target(
     base = session.start(flavour, dsn, certctl, rate_limit, extra_args)
     ensure_prof_test(dsn)
     return ContractTarget(base, session.token.reveal(), session.tls.client_context(), dsn, flavour)
-
-
-def ensure_prof_test(dsn: str) -> None:
-    """Every ACME scenario uses profile prof-test, which certctl does not seed."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO certificate_profiles (id, name) VALUES ('prof-test', 'prof-test')"
-            " ON CONFLICT DO NOTHING"
-        )
 
 
 def target_from_stack(stack) -> ContractTarget:
@@ -329,6 +312,19 @@ def agent(db: psycopg.Connection):
                 "UPDATE agents SET retired_at = now(), retired_reason = 'contract' WHERE id = %s", (agent_id,)
             )
         return agent_id
+
+    return make
+
+
+@pytest.fixture
+def bound(api, db, agent, cert_body):
+    """Factory: an Online agent (or the one given), its target, a certificate mapped to the target."""
+    from tests.contract.agent_helpers import bind_certificate  # not at the top: it imports this module
+
+    def make(agent_id: str | None = None, **cert_fields) -> tuple[str, str, dict]:
+        agent_id = agent_id or agent()
+        target_id, cert = bind_certificate(api, db, agent_id, cert_body, **cert_fields)
+        return agent_id, target_id, cert
 
     return make
 

@@ -16,20 +16,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from pytest_certload.scenarios.agent_defects import DEFECTS, PINNED, READ_ONLY
-from tests.contract.agent_helpers import awaiting_job, bind_certificate, job_row, verify_body
+from tests.contract.agent_helpers import awaiting_job, job_row, verify_body
 from tests.contract.conftest import unique
-
-
-@pytest.fixture
-def bound(api, db, agent, cert_body):
-    """Factory: an Online agent (or the one given), its target, a certificate mapped to the target."""
-
-    def make(agent_id: str | None = None, **cert_fields) -> tuple[str, str, dict]:
-        agent_id = agent_id or agent()
-        target_id, cert = bind_certificate(api, db, agent_id, cert_body, **cert_fields)
-        return agent_id, target_id, cert
-
-    return make
 
 
 def certctl_only(target) -> None:

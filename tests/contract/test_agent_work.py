@@ -13,22 +13,10 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from tests.contract.agent_helpers import awaiting_job, bind_certificate, csr_pem, job_row, verify_body
+from tests.contract.agent_helpers import awaiting_job, csr_pem, job_row, verify_body
 from tests.contract.conftest import unique
 
 FAILED_CSR = {"error": "Internal Server Error", "message": "Failed to submit CSR"}
-
-
-@pytest.fixture
-def bound(api, db, agent, cert_body):
-    """Factory: an Online agent (or the one given), its target, a certificate mapped to the target."""
-
-    def make(agent_id: str | None = None, **cert_fields) -> tuple[str, str, dict]:
-        agent_id = agent_id or agent()
-        target_id, cert = bind_certificate(api, db, agent_id, cert_body, **cert_fields)
-        return agent_id, target_id, cert
-
-    return make
 
 
 def test_renewal_round_trip(api, db, bound):

@@ -80,3 +80,24 @@ def record(request: pytest.FixtureRequest):
         request.node.user_properties.append((name, value))
 
     return add
+
+
+@pytest.fixture
+def fault_agent_bound(fault_stack: tuple[Stack, Any], certload_seeds_dir: Any):
+    """Seed the agent-bound fleet on the faults stack (idempotent, agents Online with a fresh
+    heartbeat); returns count -> (agent ids, certificate ids), as tests/scale/test_renewal_drain."""
+    from pytest_certload.seeding.agent_bound import refresh_agents, seed_agent_bound_fleet
+    from pytest_certload.stack.secret import connect_pg
+
+    stack, _ = fault_stack
+    if not stack.dsn:
+        pytest.skip("the agent-bound fleet is seeded in SQL: this stack has no database DSN")
+
+    def seed(count: int) -> tuple[list[str], list[str]]:
+        with connect_pg(stack.dsn, connect_timeout=10) as conn:
+            report = seed_agent_bound_fleet(conn, count, seeds_dir=certload_seeds_dir)
+            refresh_agents(conn, list(report.agent_ids))
+            conn.commit()
+        return list(report.agent_ids), list(report.certificate_ids)
+
+    return seed

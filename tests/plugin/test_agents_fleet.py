@@ -166,3 +166,63 @@ def test_summary_and_terminal_carry_fleet_size_and_connections(fake) -> None:
     assert entries[0]["connections_held"] == {"generator": 3} and "drain" not in entries[0]
     (line,) = fleet_lines({"agent_fleet": entries})
     assert line == "agent_fleet: 3 agents (3 connected, http auto -> 1.1), connections held: generator 3"
+
+
+# -- a large fleet's generator: collector pauses and loop stalls (engine/gc_pauses.py, health.py) ----
+
+
+def test_frozen_heap_keeps_old_objects_out_of_collections_and_frees_cycles_after() -> None:
+    """While a FrozenHeap is active the objects that were there are frozen (collections skip
+    them); on exit they are unfrozen, so a cycle dropped meanwhile is collected afterwards."""
+    import gc
+    import weakref
+
+    from pytest_certload.engine.gc_pauses import FrozenHeap
+
+    class Node:
+        pass
+
+    async def go() -> tuple[int, int, bool]:
+        held = [[i] for i in range(50_000)]  # tracked objects, like a fleet's connections
+        cycle = Node()
+        cycle.me = cycle  # type: ignore[attr-defined]
+        gone = weakref.ref(cycle)
+        with FrozenHeap(asyncio.get_running_loop(), every_s=0.05) as heap:
+            frozen = gc.get_freeze_count()
+            del cycle  # garbage only a cyclic collection can free: frozen, so kept until the end
+            await asyncio.wait_for(_until(lambda: heap.freezes >= 3), 5)
+            gc.collect()
+            kept = gone() is not None
+        assert len(held) == 50_000
+        return frozen, gc.get_freeze_count(), kept
+
+    frozen, after, kept_while_frozen = asyncio.run(go())
+    assert frozen >= 50_000 and after == 0
+    assert kept_while_frozen  # the documented cost: cyclic garbage waits for the end
+    gc.collect()  # after the phase: collected as usual
+
+
+async def _until(condition) -> None:
+    while not condition():
+        await asyncio.sleep(0.01)
+
+
+def test_a_loop_stall_counts_every_tick_it_swallowed() -> None:
+    """A 300 ms stall in a 1.5 s phase is ~30 late ticks (300, 290, ... ms), not one sample that
+    the p99 of ~180 samples would hide (h9: "lag p99 4 ms" while ticks waited 1.6 s)."""
+    import time
+
+    from pytest_certload.engine.health import HealthMonitor
+
+    async def go():
+        monitor = HealthMonitor()
+        monitor.start()
+        await asyncio.sleep(0.6)
+        time.sleep(0.3)  # the stall (a collector pause, a blocking call) under test, not a wait
+        await asyncio.sleep(0.6)
+        return monitor.stop()
+
+    health = asyncio.run(go())
+    assert health.lag_max_ms >= 290
+    assert health.lag_p99_ms >= 100, health
+    assert health.saturated and "event-loop lag" in health.reason

@@ -4,7 +4,7 @@ The server (the ``h2`` library, in a thread of its own) answers ``/ok`` (200 "ok
 request body's length, and a 200 KB body back), ``/slow`` (after 0.2 s), ``/hold`` (held until three
 are open: then GOAWAY with the lowest as last_stream_id, which is answered), ``/reset`` (RST_STREAM),
 ``/close`` (headers, then the server drops the connection). It counts connections and the most
-streams it saw open at once.
+streams it saw open at once; ``settings_delay`` holds its first SETTINGS back (a slow server).
 """
 
 from __future__ import annotations
@@ -40,13 +40,26 @@ class _Proto(asyncio.Protocol):
     def connection_made(self, transport) -> None:
         self.transport = transport
         self.server.connections += 1
+        self.early: list[bytes] | None = []  # the client's bytes before our preface went out
+        if self.server.settings_delay:  # a server slow to send its SETTINGS: the server's time
+            asyncio.get_running_loop().call_later(self.server.settings_delay, self.start)
+        else:
+            self.start()
+
+    def start(self) -> None:
         self.conn.local_settings = Settings(
             client=False, initial_values={SettingCodes.MAX_CONCURRENT_STREAMS: self.server.max_streams}
         )
         self.conn.initiate_connection()
         self.transport.write(self.conn.data_to_send())
+        early, self.early = self.early or [], None
+        for data in early:
+            self.data_received(data)
 
     def data_received(self, data: bytes) -> None:
+        if self.early is not None:
+            self.early.append(data)
+            return
         for ev in self.conn.receive_data(data):
             if isinstance(ev, RequestReceived):
                 self.paths[ev.stream_id] = dict(ev.headers)[":path"]
@@ -119,7 +132,15 @@ def _headers_frame_ok(proto: _Proto, sid: int) -> bytes:
 class H2TestServer:
     """Runs the server in its own thread and loop; ``url`` is https://127.0.0.1:<port>."""
 
-    def __init__(self, cert: str, key: str, max_streams: int = 100, alpn: tuple[str, ...] = ("h2",)) -> None:
+    def __init__(
+        self,
+        cert: str,
+        key: str,
+        max_streams: int = 100,
+        alpn: tuple[str, ...] = ("h2",),
+        settings_delay: float = 0.0,
+    ) -> None:
+        self.settings_delay = settings_delay
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(cert, key)
         self.ctx.set_alpn_protocols(list(alpn))
@@ -241,7 +262,10 @@ def test_goaway_fails_a_stream_already_retried(tls):
             try:
                 srv.goaways = 0
                 held = await asyncio.gather(
-                    *(client.request("GET", srv.url + "/hold", _retry=False) for _ in range(3))
+                    *(
+                        client._request("GET", srv.url + "/hold", None, None, False, None, retry=False)
+                        for _ in range(3)
+                    )
                 )
                 return held, client.retries
             finally:
@@ -416,3 +440,26 @@ def test_a_server_certificate_from_another_ca_is_a_tls_verify_failure(tls, tmp_p
         resp = run(go)
     assert resp.status == 0 and resp.error.startswith("tls_verify_failed"), resp.error
     assert srv.connections == 0  # the server never got as far as HTTP/2
+
+
+def test_client_queue_time_is_the_generators_wait_only(tls):
+    """client_queue_time = the generator's own waits: not the server's slow SETTINGS, not its slow
+    answer, not the VU's previous request. Each of those is 0.2-0.3 s of server time here, so a
+    queue that mixed any of them in would read >= 200 ms; the generator's own wait is ~ms."""
+    with server(tls, settings_delay=0.3) as srv:
+
+        async def it(ctx):
+            await ctx.request("GET", srv.url + "/slow")  # 0.2 s of server time, after the SETTINGS wait
+            await ctx.request("GET", srv.url + "/slow")
+
+        spec = ExecutorSpec.from_options(
+            {"executor": "constant-vus", "vus": 2, "duration": "1s", "http_version": "2"}
+        )
+        m = run_phase([ScenarioRun("s", spec, it)], ssl_context=make_ssl_context(tls.ca_cert))
+    assert m.samples.select_rate("http_req_failed")[0] == 0
+    durations = m.samples.select_trend("http_req_duration") / 1e6
+    queue = m.samples.select_trend("client_queue_time") / 1e6
+    assert srv.connections == 2 and len(durations) >= 6
+    assert durations.min() >= 190  # every request holds >= 0.2 s of server time
+    assert durations.max() >= 490  # each VU's first request also waited 0.3 s for the SETTINGS
+    assert queue.max() < 50, f"client_queue_time {sorted(queue)} ms mixes in the server's time"

@@ -11,71 +11,41 @@ waited for the generator.
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 
 import numpy as np
 import pytest
 
 from pytest_certload.engine import ExecutorSpec, ScenarioRun, make_ssl_context, run_phase
-from pytest_certload.stack.ports import free_port
-from pytest_certload.stack.process import ManagedProcess
-from pytest_certload.stack.tls import make_tls_material
+from pytest_certload.sidecars.nginx import nginx_binary
+from pytest_certload.sidecars.plain_nginx import start_plain_nginx
 
-NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
 RATE = 25  # new connections per second per scenario: a 40 ms period
 SCENARIOS = 4
 SECONDS = 4.0
 
-CONF = """
-worker_processes 2;
-daemon off;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {dir}/body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
+SERVERS = """
     server {{
-        listen 127.0.0.1:{port} ssl;
+        listen 127.0.0.1:{tls_port0} ssl;
         ssl_certificate {cert};
         ssl_certificate_key {key};
         ssl_session_tickets off;
         ssl_session_cache off;
         location / {{ return 200 "ok"; }}
     }}
-}}
 """
 
 
 @pytest.fixture(scope="module")
 def nginx(tmp_path_factory):
-    if NGINX is None:
+    if nginx_binary() is None:
         pytest.skip("nginx is not installed")
-    workdir = tmp_path_factory.mktemp("nginx-tls")
-    tls = make_tls_material(workdir / "tls")
-    port = free_port()
-    conf = workdir / "nginx.conf"
-    conf.write_text(CONF.format(dir=workdir, port=port, cert=tls.server_cert, key=tls.server_key))
-    proc = ManagedProcess(
-        "nginx",
-        [NGINX, "-p", str(workdir), "-c", str(conf), "-e", str(workdir / "error.log")],
-        workdir / "n.log",
-    ).start()
+    target = start_plain_nginx(
+        tmp_path_factory.mktemp("nginx-tls"), SERVERS, workers=2, worker_connections=1024
+    )
     try:
-
-        def ready() -> bool:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return True
-
-        proc.wait_ready(ready, timeout=10, what="listening")
-        yield f"https://127.0.0.1:{port}/", tls
+        yield target.url(), target.tls
     finally:
-        proc.stop()
+        target.process.stop()
 
 
 def _phase(url: str, tls, staggered: bool, tls_offload: bool = True):

@@ -6,12 +6,12 @@ is set, like test_seeding_db.py.
 
 from __future__ import annotations
 
-import os
 import re
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
+from schema_db import STANDIN_SCHEMA, external_stack, scalar  # this directory is on sys.path
 
 from pytest_certload.seeding.agent_bound import (
     agent_bound_ids,
@@ -19,45 +19,16 @@ from pytest_certload.seeding.agent_bound import (
     refresh_agents,
     seed_agent_bound_fleet,
 )
-from pytest_certload.seeding.databases import MIGRATIONS_ENV, SchemaTemplates
 from pytest_certload.seeding.errors import SeedingError, SeedVerificationError
 from pytest_certload.seeding.seeder import FleetSeeder
-from pytest_certload.stack.model import Secret, Stack
-from pytest_certload.stack.postgres import find_pg_bin
 
-VARIANTS = [
-    pytest.param("standin", id="standin-schema"),
-    pytest.param(
-        "certctl",
-        id="certctl-migrations",
-        marks=pytest.mark.skipif(not os.environ.get(MIGRATIONS_ENV), reason=f"set {MIGRATIONS_ENV}"),
-    ),
-]
 AGENT_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")  # certctl's agent key-file rule for certificate ids
-
-
-@pytest.fixture(scope="module")
-def templates(tmp_path_factory: pytest.TempPathFactory):
-    if find_pg_bin() is None:
-        pytest.skip("no PostgreSQL >= 15 binaries (apt-get install postgresql)")
-    with SchemaTemplates(tmp_path_factory.mktemp("agent-bound-pg")) as t:
-        yield t
-
-
-@pytest.fixture(params=VARIANTS)
-def dsn(request: pytest.FixtureRequest, templates: SchemaTemplates):
-    with templates.fresh(request.param) as fresh_dsn:
-        yield fresh_dsn
 
 
 @pytest.fixture
 def db(dsn: str):
     with psycopg.connect(dsn, autocommit=True) as conn:
         yield conn
-
-
-def scalar(conn: psycopg.Connection, query: str, *params: object):
-    return conn.execute(query, params or None).fetchone()[0]
 
 
 def test_seeds_bound_rows_certctl_routes_to_agents(db: psycopg.Connection) -> None:
@@ -151,10 +122,9 @@ def test_bind_targets_to_sidecar_and_refresh_agents(db: psycopg.Connection) -> N
     ).startswith("/var/lib/certload/")  # rolled back
 
 
-@pytest.mark.parametrize("dsn", [VARIANTS[0]], indirect=True)
+@pytest.mark.parametrize("dsn", [STANDIN_SCHEMA], indirect=True)
 def test_seeder_agent_bound_is_cached_and_needs_sql(dsn: str) -> None:
-    stack = Stack(kind="external", certctl_url="https://127.0.0.1:1", token=Secret("t"), ca_bundle=None,
-                  server="unknown", owned=True, dsn=Secret(dsn))  # fmt: skip
+    stack = external_stack(dsn, owned=True)
     seeder = FleetSeeder(stack)
     first = seeder.agent_bound(50)
     assert seeder.agent_bound(50) is first and first.count == 50
@@ -163,7 +133,7 @@ def test_seeder_agent_bound_is_cached_and_needs_sql(dsn: str) -> None:
         FleetSeeder(stack, via="api").agent_bound(10)
 
 
-@pytest.mark.parametrize("dsn", [VARIANTS[0]], indirect=True)
+@pytest.mark.parametrize("dsn", [STANDIN_SCHEMA], indirect=True)
 def test_twenty_thousand_in_one_go(db: psycopg.Connection) -> None:
     """The largest fleet issue 13 names; the time it takes is reported, not asserted."""
     report = seed_agent_bound_fleet(db, 20_000)

@@ -1,63 +1,30 @@
 """The COPY writer, schema check and cleanup against real PostgreSQL.
 
-Each test gets a fresh database copied from a template holding either the stand-in's schema
-(always; what CI runs) or certctl's real migrations + demo seed (when CERTLOAD_CERTCTL_MIGRATIONS
-points at certctl's migrations directory).
+Each test gets a fresh database (``dsn``, conftest.py) copied from a template holding either the
+stand-in's schema (always; what CI runs) or certctl's real migrations + demo seed (when
+CERTLOAD_CERTCTL_MIGRATIONS points at certctl's migrations directory).
 """
 
 from __future__ import annotations
 
-import os
 import tracemalloc
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
+from schema_db import STANDIN_SCHEMA, external_stack, scalar  # this directory is on sys.path
 
 from pytest_certload.seeding.copy_writer import cleanup_fleet, seed_fleet
-from pytest_certload.seeding.databases import MIGRATIONS_ENV, SchemaTemplates
 from pytest_certload.seeding.errors import CleanupRefused, SchemaMismatch, SeedRefused, SeedVerificationError
 from pytest_certload.seeding.fleet import load_fleet
 from pytest_certload.seeding.seeder import FleetSeeder
-from pytest_certload.stack.model import Secret, Stack
-from pytest_certload.stack.postgres import find_pg_bin
-
-VARIANTS = [
-    pytest.param("standin", id="standin-schema"),
-    pytest.param(
-        "certctl",
-        id="certctl-migrations",
-        marks=pytest.mark.skipif(
-            not os.environ.get(MIGRATIONS_ENV),
-            reason=f"set {MIGRATIONS_ENV} to certctl's migrations directory",
-        ),
-    ),
-]
-
-
-@pytest.fixture(scope="module")
-def templates(tmp_path_factory: pytest.TempPathFactory):
-    if find_pg_bin() is None:
-        pytest.skip("no PostgreSQL >= 15 binaries (apt-get install postgresql)")
-    with SchemaTemplates(tmp_path_factory.mktemp("seeding-pg")) as t:
-        yield t
-
-
-@pytest.fixture(params=VARIANTS)
-def dsn(request: pytest.FixtureRequest, templates: SchemaTemplates):
-    with templates.fresh(request.param) as fresh_dsn:
-        yield fresh_dsn
 
 
 @pytest.fixture
 def db(dsn: str):
     with psycopg.connect(dsn) as conn:
         yield conn
-
-
-def scalar(conn: psycopg.Connection, query: str, *params: object):
-    return conn.execute(query, params or None).fetchone()[0]
 
 
 def snapshot(conn: psycopg.Connection, table: str, prefix: str) -> str:
@@ -231,7 +198,7 @@ def peak_traced_bytes(dsn: str, count: int) -> int:
     return peak
 
 
-@pytest.mark.parametrize("dsn", [VARIANTS[0]], indirect=True)
+@pytest.mark.parametrize("dsn", [STANDIN_SCHEMA], indirect=True)
 def test_rows_are_streamed_so_memory_does_not_grow_with_row_count(dsn: str) -> None:
     small = peak_traced_bytes(dsn, 2_000)
     large = peak_traced_bytes(dsn, 20_000)
@@ -240,31 +207,19 @@ def test_rows_are_streamed_so_memory_does_not_grow_with_row_count(dsn: str) -> N
     assert large < 2 * 1024 * 1024, large
 
 
-def stack_for(dsn: str, owned: bool) -> Stack:
-    return Stack(
-        kind="external",
-        certctl_url="https://127.0.0.1:1",
-        token=Secret("t"),
-        ca_bundle=None,
-        server="unknown",
-        owned=owned,
-        dsn=Secret(dsn),
-    )
-
-
-@pytest.mark.parametrize("dsn", [VARIANTS[0]], indirect=True)
+@pytest.mark.parametrize("dsn", [STANDIN_SCHEMA], indirect=True)
 def test_external_stack_is_refused_unless_allowed(dsn: str) -> None:
     with pytest.raises(SeedRefused, match="--certload-allow-external-load"):
-        FleetSeeder(stack_for(dsn, owned=False))("acme_profile")
+        FleetSeeder(external_stack(dsn, owned=False))("acme_profile")
     with psycopg.connect(dsn) as conn:
         assert scalar(conn, "SELECT count(*) FROM certificate_profiles WHERE id = 'prof-test'") == 0
-    report = FleetSeeder(stack_for(dsn, owned=False), allow_external=True)("acme_profile")
+    report = FleetSeeder(external_stack(dsn, owned=False), allow_external=True)("acme_profile")
     assert report.present == 1
 
 
-@pytest.mark.parametrize("dsn", [VARIANTS[0]], indirect=True)
+@pytest.mark.parametrize("dsn", [STANDIN_SCHEMA], indirect=True)
 def test_seeder_caches_per_fleet(dsn: str) -> None:
-    seeder = FleetSeeder(stack_for(dsn, owned=True))
+    seeder = FleetSeeder(external_stack(dsn, owned=True))
     first = seeder("agent_fleet")
     with psycopg.connect(dsn) as conn:
         conn.execute("DELETE FROM agents WHERE id = 'ag-loadtest-00001'")

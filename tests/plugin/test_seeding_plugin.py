@@ -14,7 +14,6 @@ import psycopg
 import pytest
 
 from pytest_certload.seeding.databases import SchemaTemplates
-from pytest_certload.stack.postgres import find_pg_bin
 
 pytest_plugins = ("pytester",)
 
@@ -50,14 +49,6 @@ def test_second_scenario_reuses_the_session_seed(certload_fleets):
 def test_without_marker_seeds_nothing(certload_fleets):
     assert certload_fleets == {}
 """
-
-
-@pytest.fixture(scope="module")
-def templates(tmp_path_factory: pytest.TempPathFactory):
-    if find_pg_bin() is None:
-        pytest.skip("no PostgreSQL >= 15 binaries (apt-get install postgresql)")
-    with SchemaTemplates(tmp_path_factory.mktemp("seeding-plugin-pg")) as t:
-        yield t
 
 
 @pytest.fixture

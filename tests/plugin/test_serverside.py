@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from docker_images import BASE_IMAGE, client_with_base_image  # this directory is on sys.path
 
 from pytest_certload.serverside.derived import META_KEY, server_metric
 from pytest_certload.serverside.machine import machine_delta, read_machine
@@ -282,21 +283,8 @@ def test_sampling_costs_little_cpu(postgres):
     assert per_sample_ms < 20, f"{per_sample_ms:.1f} ms of CPU per sample"
 
 
-BASE_IMAGE = "certload/base:bookworm"
-
-
 def test_container_probe_reads_the_cgroup_as_the_docker_api_does():
-    from pytest_certload.stack.docker import engine_answers
-
-    if not engine_answers():
-        pytest.skip("no Docker engine")
-    import docker
-
-    client = docker.from_env()
-    try:
-        client.images.get(BASE_IMAGE)
-    except docker.errors.ImageNotFound:
-        pytest.skip(f"{BASE_IMAGE} not built")
+    client = client_with_base_image()
     busy = (
         "import time\nend = time.process_time() + 1.2\nwhile time.process_time() < end: pass\ntime.sleep(120)"
     )

@@ -4,6 +4,7 @@ the block, the terminal table the "server" column and the bottleneck line, an ex
 from __future__ import annotations
 
 import json
+import textwrap
 
 import pytest
 
@@ -28,24 +29,32 @@ def run(certload, iteration):
         return ScenarioResult(certload.results[-1], "test_list")
 """
 
-LIST_TEST = (
-    RUN
-    + f"""
+
+def list_test(thresholds: str, checks: str) -> str:
+    """An inner test file: ``test_list`` GETs the certificate list under ``thresholds``, then runs
+    ``checks`` (statements on ``result``, one a line)."""
+    head = f"""
 import pytest
 from pytest_certload.scenarios.common import auth_headers
 
-@pytest.mark.certload({CAR}, thresholds={{"db_queries_per_request": ["avg<{{limit}}"],
-                                          "server_cpu_per_request": ["avg<1s"]}})
+@pytest.mark.certload({CAR}, thresholds={thresholds})
 def test_list(certload, certload_stack):
     headers = auth_headers(certload_stack)
     url = certload_stack.certctl_url + "/api/v1/certificates?per_page=5"
     async def iteration(ctx):
         await ctx.request("GET", url, headers=headers)
     result = run(certload, iteration)
+"""
+    return RUN + head + textwrap.indent(textwrap.dedent(checks).strip() + "\n", "    ")
+
+
+LIST_TEST = list_test(
+    '{"db_queries_per_request": ["avg<{limit}"], "server_cpu_per_request": ["avg<1s"]}',
+    """
     assert result.samples.select_counter("http_reqs") > 0
     assert result.server["derived"]["requests"] == result.samples.select_counter("http_reqs")
     result.assert_thresholds()
-"""
+    """,
 )
 
 
@@ -131,24 +140,14 @@ def test_external_stack_without_dsn_is_na_never_guessed(pytester: pytest.Pyteste
     assert "n/a" in phase["bottleneck"]
 
 
-SPLIT_TEST = (
-    RUN
-    + f"""
-import pytest
-from pytest_certload.scenarios.common import auth_headers
-
-@pytest.mark.certload({CAR}, thresholds={{"db_queries_per_request": ["avg<1000"]}})
-def test_list(certload, certload_stack):
-    headers = auth_headers(certload_stack)
-    url = certload_stack.certctl_url + "/api/v1/certificates?per_page=5"
-    async def iteration(ctx):
-        await ctx.request("GET", url, headers=headers)
-    result = run(certload, iteration)
+SPLIT_TEST = list_test(
+    '{"db_queries_per_request": ["avg<1000"]}',
+    """
     result.assert_thresholds()
     parts = result.samples.meta["parts"]
     assert len(parts) == 2, parts  # merged over both workers
     assert [bool(p.get("serverside")) for p in parts] == [True, False]  # share 0 sampled, once
-"""
+    """,
 )
 
 

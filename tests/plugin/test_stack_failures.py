@@ -11,11 +11,12 @@ from pathlib import Path
 
 import psutil
 import pytest
+from docker_images import BASE_IMAGE, client_with_base_image  # this directory is on sys.path
 
 from pytest_certload.sidecars import configs
 from pytest_certload.sidecars.configs import find_binary
 from pytest_certload.stack import process
-from pytest_certload.stack.docker import SESSION_LABEL, engine_answers
+from pytest_certload.stack.docker import SESSION_LABEL
 from pytest_certload.stack.model import Secret, Stack
 from pytest_certload.stack.native import python_env
 from pytest_certload.stack.options import StackOptions
@@ -25,8 +26,6 @@ from pytest_certload.stack.probes import is_ours, presents_leaf
 from pytest_certload.stack.process import ComponentFailed, ManagedProcess
 from pytest_certload.stack.session import StackSession
 from pytest_certload.stack.tls import make_tls_material
-
-BASE_IMAGE = os.environ.get("CERTLOAD_DOCKER_BASE_IMAGE", "certload/base:bookworm")
 
 
 def children_alive() -> list[psutil.Process]:
@@ -100,17 +99,8 @@ def test_real_certctl_refusing_a_broken_migration_is_reported(tmp_path: Path) ->
     assert {p.pid for p in children_alive()} <= before_children
 
 
-@pytest.mark.skipif(
-    not engine_answers(), reason="no Docker engine answers (DOCKER_HOST / /var/run/docker.sock)"
-)
 def test_docker_component_failure_names_it_and_removes_containers(tmp_path: Path) -> None:
-    import docker
-
-    client = docker.from_env()
-    try:
-        client.images.get(BASE_IMAGE)
-    except docker.errors.ImageNotFound:
-        pytest.skip(f"image {BASE_IMAGE} missing: bash docker-up.sh image")
+    client = client_with_base_image()
     binary, migrations = failing_certctl(tmp_path)
     opts = StackOptions(
         provider="docker", certctl_bin=binary, certctl_migrations=migrations, base_image=BASE_IMAGE

@@ -28,7 +28,7 @@ ISSUANCE_THRESHOLDS = {"http_req_duration": ["p(95)<2000", "p(99)<5000"], "http_
 LIST_THRESHOLDS = {"http_req_duration": ["p(95)<800", "p(99)<2000"], "http_req_failed": ["rate<0.01"]}
 RESOLUTION = 0.05
 #: with --certload-duration (CI): the highest step, below where one generator saturates on 2 shared cores
-SHORT_RUN_MAX_RATE = 800
+SHORT_RUN_MAX_RATE = 400
 
 
 def scenario(name, rate, max_rate, thresholds, fleets=()):

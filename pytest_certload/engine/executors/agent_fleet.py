@@ -31,6 +31,7 @@ from time import monotonic_ns
 
 from pytest_certload.engine.agent_timing import CURRENT_TICK, NS, AgentTiming, GoTicker, Tick
 from pytest_certload.engine.executors.base import graceful_stop
+from pytest_certload.engine.gc_pauses import FrozenHeap
 from pytest_certload.engine.http import HttpClient, Response
 from pytest_certload.engine.scenario import ScenarioRuntime
 
@@ -176,8 +177,12 @@ class AgentFleetExecutor:
         self.interrupted_agents = 0
 
     async def run(self, t0_ns: int) -> None:
-        spec = self.runtime.spec
         loop = asyncio.get_running_loop()
+        with FrozenHeap(loop):  # thousands of connections: no full-heap collection pauses (gc_pauses.py)
+            await self._run(loop, t0_ns)
+
+    async def _run(self, loop: asyncio.AbstractEventLoop, t0_ns: int) -> None:
+        spec = self.runtime.spec
         stop = self._stop_requested = loop.create_future()
         start = t0_ns + round(spec.start_offset * NS)
         end = start + round(spec.duration * NS)
