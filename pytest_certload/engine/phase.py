@@ -14,6 +14,7 @@ from time import monotonic_ns
 
 from pytest_certload.engine.abort import AbortCheck, AbortWatch, PhaseSnapshot, live_counts
 from pytest_certload.engine.executors import iteration_counts, make_executor
+from pytest_certload.engine.gc_pauses import FrozenHeap
 from pytest_certload.engine.health import (
     MAX_CPU_FRACTION,
     MAX_LAG_P99_MS,
@@ -169,6 +170,7 @@ async def run_phase_async(
                 )
             )
     monitor = HealthMonitor(max_lag_p99_ms, max_cpu_fraction, max_queue_p99_ms)
+    heap = FrozenHeap(asyncio.get_running_loop())
     monitor.start()
     wall_start = time.time()
     if start_at is None:
@@ -237,6 +239,7 @@ async def run_phase_async(
                 await watch.close()
             queue = [v for (name, _tags), v in recorder.trends.items() if name == "client_queue_time"]
             health = monitor.stop(queue)
+            heap.__exit__(None, None, None)
             wall_end = time.time()
             client.close()
             for rt in runtimes:
@@ -277,6 +280,10 @@ async def run_phase_async(
         aborted = watch.reason if watch is not None else None
         return PhaseMeasurement(recorder.samples(meta), health, aborted, interrupted)
 
+    # pytest's own heap (a long session's reports, fixtures, earlier phases) and the phase's long-lived
+    # objects stay out of the collector's walks while the phase runs: a full collection stops the loop
+    # for as long as it walks them (engine/gc_pauses.py); the phase's garbage is collected in close()
+    heap.__enter__()
     try:
         await asyncio.gather(*(one(e) for e in executors))
     except BaseException as exc:  # Ctrl-C / SIGTERM cancel the phase: keep what was measured
