@@ -36,6 +36,28 @@ from urllib.parse import parse_qs, urlsplit
 
 import httptools
 
+#: a pytester conftest giving inner sessions the ``server`` fixture (this server, in its own process:
+#: in-process, its threads would take the GIL from the generator's loop and trip the saturation check)
+SERVER_CONFTEST = f"""
+import sys
+
+import pytest
+
+sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
+from calibration import start_server
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    proc, url = start_server(tmp_path_factory.mktemp("calibration"))
+    try:
+        yield url
+    finally:
+        proc.stop()
+"""
+#: an inner session's ini that keeps the generator's saturation check out of functional tests
+RELAXED_HEALTH_INI = "[pytest]\ncertload_max_lag_p99_ms = 1000\ncertload_max_cpu_fraction = 8\n"
+
 LATENCY_MEDIAN_S = 0.005
 LATENCY_SIGMA = 0.6
 LATENCY_CAP_S = 0.100

@@ -10,6 +10,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+import calibration  # tests/plugin/calibration.py
 import numpy as np
 import pytest
 
@@ -284,31 +285,13 @@ LOAD = textwrap.dedent(
 )
 
 
-SERVER_CONFTEST = textwrap.dedent(
-    f"""
-    import sys
-
-    import pytest
-
-    sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
-    from calibration import start_server
-
-
-    @pytest.fixture(scope="session")
-    def server(tmp_path_factory):
-        proc, url = start_server(tmp_path_factory.mktemp("calibration"))
-        try:
-            yield url
-        finally:
-            proc.stop()
-    """
-)
+SERVER_CONFTEST = calibration.SERVER_CONFTEST
 
 
 @pytest.fixture
 def project(pytester: pytest.Pytester) -> pytest.Pytester:
     pytester.makeconftest(SERVER_CONFTEST)
-    pytester.makeini("[pytest]\ncertload_max_lag_p99_ms = 1000\ncertload_max_cpu_fraction = 8\n")
+    pytester.makeini(calibration.RELAXED_HEALTH_INI)
     pytester.makepyfile(test_load=LOAD)
     return pytester
 

@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 from xml.etree import ElementTree
 
+import calibration  # tests/plugin/calibration.py
 import numpy as np
 import pytest
 
@@ -182,7 +183,7 @@ LOAD = textwrap.dedent(
 
 
 def test_junit_xml_and_markdown_from_a_session(pytester: pytest.Pytester):
-    pytester.makeini("[pytest]\ncertload_max_lag_p99_ms = 1000\ncertload_max_cpu_fraction = 8\n")
+    pytester.makeini(calibration.RELAXED_HEALTH_INI)
     pytester.makepyfile(test_load=LOAD)
     result = pytester.runpytest_subprocess("--junitxml=junit.xml", "--certload-baseline-md=docs/baseline.md")
     result.assert_outcomes(passed=1)
@@ -197,7 +198,7 @@ def test_junit_xml_and_markdown_from_a_session(pytester: pytest.Pytester):
 
 
 def test_storage_option_and_autosave_numbering(pytester: pytest.Pytester):
-    pytester.makeini("[pytest]\ncertload_max_lag_p99_ms = 1000\ncertload_max_cpu_fraction = 8\n")
+    pytester.makeini(calibration.RELAXED_HEALTH_INI)
     pytester.makepyfile(test_load=LOAD)
     for _ in range(2):
         pytester.runpytest_subprocess("--certload-autosave", "--certload-storage=runs").assert_outcomes(

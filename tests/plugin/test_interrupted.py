@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import calibration  # tests/plugin/calibration.py
 import pytest
 
 LONG_PHASE = """
@@ -43,7 +44,7 @@ def wait_for(path, proc: subprocess.Popen, deadline_s: float) -> None:
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_interrupted_phase_is_in_the_summary(pytester: pytest.Pytester, signum: int) -> None:
-    pytester.makeini("[pytest]\ncertload_max_lag_p99_ms = 1000\ncertload_max_cpu_fraction = 8\n")
+    pytester.makeini(calibration.RELAXED_HEALTH_INI)
     pytester.makepyfile(test_long=LONG_PHASE)
     proc = subprocess.Popen(
         [

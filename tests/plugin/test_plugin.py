@@ -12,6 +12,7 @@ import textwrap
 from pathlib import Path
 from xml.etree import ElementTree
 
+import calibration  # tests/plugin/calibration.py
 import pytest
 
 pytest_plugins = ["pytester"]
@@ -20,25 +21,7 @@ CALIBRATION_DIR = Path(__file__).resolve().parent  # calibration.py: an HTTP(S) 
 
 # The server runs in a subprocess: in-process, its threads would take the GIL from the generator's
 # event loop and trip the saturation check.
-SERVER_CONFTEST = textwrap.dedent(
-    f"""
-    import sys
-
-    import pytest
-
-    sys.path.insert(0, {str(CALIBRATION_DIR)!r})
-    from calibration import start_server
-
-
-    @pytest.fixture(scope="session")
-    def server(tmp_path_factory):
-        proc, url = start_server(tmp_path_factory.mktemp("calibration"))
-        try:
-            yield url
-        finally:
-            proc.stop()
-    """
-)
+SERVER_CONFTEST = calibration.SERVER_CONFTEST
 
 # 10 iterations/s for 1 s: ~10 requests per phase.
 CAR = 'executor="constant-arrival-rate", rate=10, time_unit="1s", duration="1s", pre_allocated_vus=2'
@@ -46,7 +29,7 @@ CAR = 'executor="constant-arrival-rate", rate=10, time_unit="1s", duration="1s",
 
 # These tests exercise the glue, not the saturation check (tested on its own below): on a CI machine
 # busy with other jobs, a 1 s phase may see a few late timer ticks, so the bounds are relaxed here.
-RELAXED_HEALTH = "[pytest]\ncertload_max_lag_p99_ms = 1000\ncertload_max_cpu_fraction = 8\n"
+RELAXED_HEALTH = calibration.RELAXED_HEALTH_INI
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from array import array
 from pathlib import Path
 from types import SimpleNamespace
 
+import calibration  # tests/plugin/calibration.py
 import numpy as np
 import pytest
 
@@ -160,7 +161,7 @@ LOAD = textwrap.dedent(
 
 
 def test_forced_progress_reaches_pytests_output_and_auto_stays_quiet_in_a_pipe(pytester: pytest.Pytester):
-    pytester.makeini("[pytest]\ncertload_max_lag_p99_ms = 1000\ncertload_max_cpu_fraction = 8\n")
+    pytester.makeini(calibration.RELAXED_HEALTH_INI)
     pytester.makepyfile(test_load=LOAD)
     forced = pytester.runpytest_subprocess("--certload-progress=on")
     forced.assert_outcomes(passed=1)

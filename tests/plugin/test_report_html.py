@@ -20,6 +20,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import calibration  # tests/plugin/calibration.py
 import numpy as np
 import pytest
 
@@ -176,25 +177,7 @@ def render(
 
 # --- a report from a real session ------------------------------------------------------------------
 
-SERVER_CONFTEST = textwrap.dedent(
-    f"""
-    import sys
-
-    import pytest
-
-    sys.path.insert(0, {str(CALIBRATION_DIR)!r})
-    from calibration import start_server
-
-
-    @pytest.fixture(scope="session")
-    def server(tmp_path_factory):
-        proc, url = start_server(tmp_path_factory.mktemp("calibration"))
-        try:
-            yield url
-        finally:
-            proc.stop()
-    """
-)
+SERVER_CONFTEST = calibration.SERVER_CONFTEST
 
 # two scenarios in one phase (shared time axis): errors in one, a server stall in the other (the
 # stall shows coordinated omission: http_req_duration rises, service time does not)
@@ -229,9 +212,7 @@ def session_report(tmp_path_factory) -> Path:
     """An HTML report written by a real pytest session (one two-scenario phase of 3 s)."""
     project = tmp_path_factory.mktemp("html-session")
     (project / "conftest.py").write_text(SERVER_CONFTEST)
-    (project / "pytest.ini").write_text(
-        "[pytest]\ncertload_max_lag_p99_ms = 1000\ncertload_max_cpu_fraction = 8\n"
-    )
+    (project / "pytest.ini").write_text(calibration.RELAXED_HEALTH_INI)
     (project / "test_tier.py").write_text(TIER_TEST)
     report = project / "report.html"
     done = subprocess.run(

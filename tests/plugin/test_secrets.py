@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import calibration  # tests/plugin/calibration.py
 import pytest
 
 from pytest_certload.stack.model import Stack
@@ -46,7 +47,7 @@ REPO_SEEDS = Path(__file__).resolve().parents[2] / "seeds"
 # -vv: locals printed in full (pytest truncates long reprs at lower verbosity, which could hide a leak)
 OUTPUT_ARGS = ("--tb=long", "-l", "-vv", "--junitxml=junit.xml", "--certload-summary=summary.json")
 # a busy CI machine must not turn a 1 s phase into a generator-saturation ERROR
-RELAXED_HEALTH = "[pytest]\ncertload_max_lag_p99_ms = 1000\ncertload_max_cpu_fraction = 8\n"
+RELAXED_HEALTH = calibration.RELAXED_HEALTH_INI
 
 
 # -- the type ------------------------------------------------------------------------------------

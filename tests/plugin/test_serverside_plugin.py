@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import textwrap
 
+import calibration  # tests/plugin/calibration.py
 import pytest
 
 from pytest_certload.thresholds import ThresholdError, parse_thresholds
 
 pytest_plugins = ["pytester"]
 
-RELAXED_HEALTH = "[pytest]\ncertload_max_lag_p99_ms = 1000\ncertload_max_cpu_fraction = 8\n"
+RELAXED_HEALTH = calibration.RELAXED_HEALTH_INI
 CAR = 'executor="constant-arrival-rate", rate=20, time_unit="1s", duration="2s", pre_allocated_vus=4'
 STACK_ARGS = ("--certctl=standin", "--certload-stack=native", "--certload-pg-profile=fast")
 

@@ -16,6 +16,7 @@ import textwrap
 from itertools import pairwise
 from pathlib import Path
 
+import calibration  # tests/plugin/calibration.py
 import numpy as np
 import pytest
 
@@ -108,7 +109,7 @@ CONFTEST = textwrap.dedent(
             json.dump(dump, out)
     """
 )
-RELAXED_HEALTH = "[pytest]\ncertload_max_lag_p99_ms = 1000\ncertload_max_cpu_fraction = 8\n"
+RELAXED_HEALTH = calibration.RELAXED_HEALTH_INI
 
 
 @pytest.fixture

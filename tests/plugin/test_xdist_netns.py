@@ -17,6 +17,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import calibration  # tests/plugin/calibration.py
 import pytest
 
 import pytest_certload
@@ -141,7 +142,7 @@ def _wait_listening(proc: ManagedProcess, host: str, port: int) -> None:
 def test_generators_in_two_network_namespaces_split_one_scenario(pytester, two_namespaces, tmp_path):
     host, names, addresses = two_namespaces
     pytester.makeconftest(CONFTEST)
-    pytester.makeini("[pytest]\ncertload_max_lag_p99_ms = 1000\ncertload_max_cpu_fraction = 8\n")
+    pytester.makeini(calibration.RELAXED_HEALTH_INI)
     pytester.makepyfile(test_hosts=SUITE)
     procs: list[ManagedProcess] = []
     try:
