@@ -150,6 +150,21 @@ def fleet_comparison(templates: SchemaTemplates, variant: str, repeat: int) -> d
     return {"certs": 10_000, "agents": 5_000, "repeat": repeat, **{k: summarise(v) for k, v in runs.items()}}
 
 
+def agent_bound(templates: SchemaTemplates, variant: str, repeat: int) -> dict:
+    """The agent-bound fleet (agents + targets + certificates + mappings, one transaction) at the sizes
+    issue 13's scenarios use, each into a fresh database; seconds as its own report gives them."""
+    from pytest_certload.seeding.agent_bound import seed_agent_bound_fleet
+
+    out: dict[str, dict[str, float]] = {}
+    for n in (1_000, 5_000, 20_000):
+        runs = []
+        for _ in range(repeat):
+            with templates.fresh(variant) as dsn, psycopg.connect(dsn) as conn:
+                runs.append({"seconds": seed_agent_bound_fleet(conn, n).seconds})
+        out[str(n)] = summarise(runs)["seconds"]
+    return out
+
+
 def bulk_rows(dsn: str) -> int:
     with psycopg.connect(dsn) as conn:
         query = "SELECT count(*) FROM managed_certificates WHERE starts_with(id, 'cert-loadtest-bulk-')"
@@ -266,6 +281,8 @@ def main() -> None:
             results["postgres_version"] = templates.postgres.version
             results["fleets_10k_5k"] = fleet_comparison(templates, variant, args.repeat)
             print(json.dumps(results["fleets_10k_5k"], indent=2), flush=True)
+            results["agent_bound"] = agent_bound(templates, variant, args.repeat)
+            print(json.dumps(results["agent_bound"], indent=2), flush=True)
             if not args.skip_million:
                 results["million_certs"] = million(templates, variant)
                 print(json.dumps(results["million_certs"], indent=2), flush=True)
