@@ -86,6 +86,24 @@ def read_drain_jobs(stack: Stack, certificate_ids: list[str], since_epoch: float
     return Counter({(str(t), str(s)): int(n) for t, s, n in rows})
 
 
+def read_failed_job_errors(
+    stack: Stack, certificate_ids: list[str], since_epoch: float, limit: int = 5
+) -> list[tuple[str, str, int]]:
+    """The commonest ``last_error`` texts of those jobs that ended ``Failed``: (type, error, count)."""
+    from pytest_certload.stack.secret import connect_pg
+
+    if stack.dsn is None:
+        return []
+    with connect_pg(stack.dsn, connect_timeout=10) as conn:
+        rows = conn.execute(
+            "SELECT type, coalesce(last_error, ''), count(*) FROM jobs WHERE certificate_id = ANY(%s)"
+            " AND created_at >= to_timestamp(%s) AND status = 'Failed'"
+            " GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2 LIMIT %s",
+            (list(certificate_ids), since_epoch, limit),
+        ).fetchall()
+    return [(str(t), str(e), int(n)) for t, e, n in rows]
+
+
 def agents_not_online(stack: Stack, agent_ids: list[str]) -> Counter[str]:
     """The fleet's agents by status, those not ``Online`` only (certctl's health sweep, finding 7)."""
     from pytest_certload.stack.secret import connect_pg
@@ -107,6 +125,7 @@ class DrainOutcome:
     bulk_status: int = 0
     bulk_counts: dict[str, int] = field(default_factory=dict)
     jobs: Counter[tuple[str, str]] = field(default_factory=Counter)
+    failed_errors: list[tuple[str, str, int]] = field(default_factory=list)  # (type, last_error, count)
     finished: bool = False
     seconds: float = 0.0
 
@@ -161,6 +180,10 @@ def renewal_drain(
             # thresholds compare counters as whole numbers: the same throughput per minute for them
             ctx.counter("drain_certificates_per_min", round(watch.throughput() * 60))
             outcome.jobs = await asyncio.to_thread(read_drain_jobs, stack, list(certificate_ids), since)
+            if any(status == "Failed" for _, status in outcome.jobs):
+                outcome.failed_errors = await asyncio.to_thread(
+                    read_failed_job_errors, stack, list(certificate_ids), since
+                )
             for (job_type, status), n in outcome.jobs.items():
                 ctx.counter("drain_jobs", n, tags={"job_type": job_type, "job_status": status})
             ctx.counter("drain_jobs_left", sum(outcome.jobs_left.values()))

@@ -195,6 +195,8 @@ def drain_failure(stack, fleet, outcome, agent_ids, result) -> str:
             status, "not explained by a known certctl defect"
         )
         lines.append(f"  {n} x {job_type} {status}: {why}")
+    for job_type, error, n in outcome.failed_errors:
+        lines.append(f"    {n} x {job_type} Failed with last_error {error[:300]!r}")
     offline = agent_scenarios.agents_not_online(stack, agent_ids)
     if offline:
         lines.append(
