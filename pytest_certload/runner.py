@@ -222,6 +222,7 @@ class Certload:
             )
         try:
             plan = options.capacity.updated(overrides) if overrides else options.capacity
+            cap.check_vu_headroom(plan, options.spec.max_vus)
         except cap.CapacityOptionError as exc:
             raise ScenarioOptionError(str(exc)) from None
         name = name or scenario_name(self._item)

@@ -191,7 +191,7 @@ def parse_scenario_options(
 def _capacity_plan(options: Mapping[str, Any], spec: Any, duration_override_s: float | None) -> Any:
     """``capacity={...}``: the marker's rate is the first step, its duration each step's length
     (--certload-duration shortens the steps and scales the budget by the same factor)."""
-    from pytest_certload.capacity import CapacityOptionError, parse_plan
+    from pytest_certload.capacity import CapacityOptionError, check_vu_headroom, parse_plan
     from pytest_certload.engine.durations import parse_duration
 
     if spec.executor != "constant-arrival-rate":
@@ -201,7 +201,7 @@ def _capacity_plan(options: Mapping[str, Any], spec: Any, duration_override_s: f
         )
     written = parse_duration(options["duration"], "duration")
     try:
-        return parse_plan(
+        plan = parse_plan(
             options["capacity"],
             start=spec.rate / spec.time_unit,
             step_s=spec.duration,
@@ -209,6 +209,8 @@ def _capacity_plan(options: Mapping[str, Any], spec: Any, duration_override_s: f
             time_unit=spec.time_unit,
             scale=spec.duration / written if duration_override_s is not None else 1.0,
         )
+        check_vu_headroom(plan, spec.max_vus)
+        return plan
     except CapacityOptionError as exc:
         raise ScenarioOptionError(str(exc)) from None
 

@@ -29,7 +29,13 @@ from pytest_certload.capacity.fleet import (
     agent_traffic,
     certificate_renewals,
 )
-from pytest_certload.capacity.plan import OPTION_KEYS, CapacityOptionError, CapacityPlan, parse_plan
+from pytest_certload.capacity.plan import (
+    OPTION_KEYS,
+    CapacityOptionError,
+    CapacityPlan,
+    check_vu_headroom,
+    parse_plan,
+)
 from pytest_certload.capacity.search import (
     STATUSES,
     CapacityNotFound,
@@ -55,6 +61,7 @@ __all__ = [
     "agent_polls",
     "agent_traffic",
     "certificate_renewals",
+    "check_vu_headroom",
     "fmt_rate",
     "judge_step",
     "parse_plan",

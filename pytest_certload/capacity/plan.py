@@ -86,6 +86,24 @@ def _finite(value: float) -> bool:
         return False
 
 
+def check_vu_headroom(plan: CapacityPlan, max_vus: int) -> None:
+    """The last step's VUs (the marker's ``max_vus`` scaled by max_rate / rate) stay within MAX_VUS.
+
+    Steps scale VUs with the rate; without this, ``max_rate`` far above the marker's rate would ask
+    the engine for more virtual users than any scenario may have.
+    """
+    from pytest_certload.engine.spec import MAX_VUS
+
+    needed = math.ceil(max_vus * plan.max_rate / plan.start)
+    if needed > MAX_VUS:
+        most = math.floor(MAX_VUS * plan.start / max_vus * plan.time_unit)
+        raise CapacityOptionError(
+            f"capacity max_rate {plan.max_rate * plan.time_unit:g} would scale max_vus {max_vus} to {needed} "
+            f"virtual users at the last step (more than {MAX_VUS}); lower max_rate to <= {most} "
+            "or the marker's max_vus"
+        )
+
+
 def parse_plan(
     options: object,
     *,

@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -61,6 +62,8 @@ class NativeProvider(StackProvider):
         self.postgres: NativePostgres | None = None
         self.processes: list[ManagedProcess] = []
         self.certctl: CertctlHandle | None = None
+        #: called after a restart (new pid): the session rewrites its orphan-reaping handle file
+        self.after_restart: Callable[[], None] | None = None
 
     def _start(self) -> Stack:
         timeout = self.opts.ready_timeout
@@ -254,6 +257,13 @@ class NativeProvider(StackProvider):
         raise RestartUnsupported(f"the native stack has no component {name!r} to restart")
 
     def _new_pid(self, field: str, proc: ManagedProcess) -> None:
-        """The stack's description follows a restarted process (server-side sampling reads its pid)."""
+        """The stack's description and the session's handle file follow a restarted process.
+
+        Server-side sampling reads the pid from the stack; a later session reaping this one's
+        orphans (after a SIGKILL) reads it from the handle file, which would otherwise name a pid
+        that is gone (or, reused, a stranger's: the start time check skips it) and miss the new one.
+        """
         if self.stack is not None and hasattr(self.stack, field) and proc.popen is not None:
             setattr(self.stack, field, proc.popen.pid)
+        if self.after_restart is not None:
+            self.after_restart()

@@ -95,9 +95,14 @@ class StackSession:
         except BaseException:
             self._remove_workdir()
             raise
-        if self._own_workdir and self.kind == "native":  # lets a later session reap us after a SIGKILL
-            (self.workdir / HANDLE_FILE).write_text(json.dumps(asdict(self.handle())))
+        if self._own_workdir and isinstance(self.provider, NativeProvider):
+            self._write_handle()  # lets a later session reap us after a SIGKILL
+            self.provider.after_restart = self._write_handle  # a restarted process has a new pid
         return self.stack
+
+    def _write_handle(self) -> None:
+        if self.workdir is not None and self._own_workdir:
+            (self.workdir / HANDLE_FILE).write_text(json.dumps(asdict(self.handle())))
 
     def _label(self, stack: Stack) -> Stack:
         """The certctl choice on the stack, for its description and every report made from it."""

@@ -237,6 +237,21 @@ def test_marker_option_is_parsed_at_collection():
         parse_scenario_options({**MARKER, "capacity": {"maxrate": 1}})
 
 
+def test_a_max_rate_that_would_scale_vus_past_the_engines_limit_fails_at_collection():
+    from pytest_certload.engine.spec import MAX_VUS
+
+    marker = {**MARKER, "max_vus": 1000}  # 1000 VUs at 50/s: 100,000 (MAX_VUS) at 5,000/s
+    assert parse_scenario_options({**marker, "capacity": {"max_rate": 5000}}).capacity.max_rate == 5000
+    with pytest.raises(
+        ScenarioOptionError, match=r"max_rate 5001 would scale max_vus 1000 to 100020 .*<= 5000"
+    ):
+        parse_scenario_options({**marker, "capacity": {"max_rate": 5001}})
+    options = parse_scenario_options({**marker, "capacity": True})
+    plan = options.capacity.updated({"max_rate": 10_000})  # certload.capacity(max_rate=...) at run time
+    with pytest.raises(capacity.CapacityOptionError, match=str(MAX_VUS)):
+        capacity.check_vu_headroom(plan, options.spec.max_vus)
+
+
 def test_step_options_scale_vus_and_rename_the_scenario():
     options = parse_scenario_options(
         {**MARKER, "max_vus": 40, "thresholds": {"http_req_duration{scenario:hb}": ["p(95)<500"],

@@ -133,3 +133,39 @@ def test_a_restart_that_works_is_noted_and_the_stack_is_whole_again():
     assert provider.restarted == ["certctl"]
     assert health.restarted and "restarted before t1, ready in 0.5 s" in health.restarted[0]
     assert health.died_during("t1", [("s", provider)]) is None
+
+
+HANDLE_SUITE = """
+import json
+
+from pytest_certload.stack.plugin import NAMED_SESSIONS_KEY, provider_of
+from pytest_certload.stack.session import HANDLE_FILE
+
+
+def test_the_handle_file_follows_restarts(pytestconfig, certload_stack):
+    [session] = [s for s in pytestconfig.stash[NAMED_SESSIONS_KEY].values() if s.stack is certload_stack]
+    provider = provider_of(pytestconfig, certload_stack)
+    path = session.workdir / HANDLE_FILE
+
+    def pid(name):
+        return next(p for p in provider.processes if p.name == name).popen.pid
+
+    def named():
+        return {entry["pid"] for entry in json.loads(path.read_text())["processes"]}
+
+    for component, name in (("certctl", "certctl stand-in"), ("postgresql", "postgresql")):
+        old = pid(name)
+        assert old in named()
+        provider.restart_component(component)
+        new = pid(name)
+        assert new != old
+        assert new in named() and old not in named(), (component, old, new, named())
+"""
+
+
+def test_a_restarted_process_is_in_the_handle_a_later_session_reaps_by(pytester):
+    pytester.makepyfile(test_handle=HANDLE_SUITE)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--certload-stack=native", "--certctl=standin", "--certload-pg-profile=fast"
+    )
+    result.assert_outcomes(passed=1)
