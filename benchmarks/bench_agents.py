@@ -119,6 +119,16 @@ def child(args: argparse.Namespace) -> None:
     at, cpu = tl["at"], tl["generator"]["cpu_s"]
     window = [(a, c) for a, c in zip(at, cpu, strict=True) if a >= steady_from]
     steady_cpu = (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0]) if len(window) > 1 else None
+    lag_max = tl["generator"]["lag_max_ms"]
+    windows = range(0, len(at), 10)  # where in the phase the loop stalled: the connection ramp or later
+    by_10s = {
+        "from_s": [round(at[i]) for i in windows],
+        "lag_max_ms": [round(max(lag_max[i : i + 10]), 1) for i in windows],
+        "cpu_fraction": [
+            round((cpu[j] - cpu[i]) / max(at[j] - at[i], 1e-9), 3)
+            for i, j in ((i, min(i + 10, len(at) - 1)) for i in windows)
+        ],
+    }
     meta = m.samples.meta["scenarios"]["agent_fleet"]
     reqs = m.samples.select_counter("http_reqs")
     failed = m.samples.select_rate("http_req_failed")
@@ -139,6 +149,7 @@ def child(args: argparse.Namespace) -> None:
         "ticks": meta["ticks"],
         "late_starts": meta["late_starts"],
         "health": m.health.to_dict(),
+        "by_10s": by_10s,
         "heartbeat_p99_ms": m.samples.trend_stats("http_req_duration", {"agent_step": "heartbeat"})["p(99)"],
         "poll_p99_ms": m.samples.trend_stats("http_req_duration", {"agent_step": "poll"})["p(99)"],
     }
