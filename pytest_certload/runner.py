@@ -283,6 +283,7 @@ class Certload:
         ]
         every = ThresholdSet(tuple(t for ts in scoped.values() for t in ts) + tuple(phase_thresholds))
         self._phase_count += 1
+        refuse_without_fds(runs, self._item.nodeid, split=self.split)
         share = None
         if self.split:  # wait for every worker, then run this worker's share from the common start
             share = self._config.stash[SPLITTER].join(self._item.nodeid, self._phase_count)
@@ -390,3 +391,19 @@ class Certload:
                     UnassertedThresholds,
                     stacklevel=1,
                 )
+
+
+def refuse_without_fds(runs: list[Any], nodeid: str, *, split: bool) -> None:
+    """An agent fleet needs a socket per agent: raise the soft fd limit, or fail before the phase.
+
+    Under a split each worker holds only its share, so there only the raising is done (a refusal in
+    one worker would leave the others waiting at the barrier).
+    """
+    from pytest_certload.engine.fdlimit import ensure_headroom, phase_connections
+
+    needed = phase_connections(runs)
+    if needed == 0:
+        return
+    problem = ensure_headroom(needed).problem()
+    if problem is not None and not split:
+        pytest.fail(f"{nodeid}: {problem}", pytrace=False)
