@@ -31,7 +31,7 @@ class FdHeadroom:
 
     @property
     def fits(self) -> bool:
-        return self.open_now + self.needed + RESERVE <= self.soft
+        return self.soft == resource.RLIM_INFINITY or self.open_now + self.needed + RESERVE <= self.soft
 
     def problem(self) -> str | None:
         """None when the phase fits, else what is wrong and how to fix it."""
@@ -58,7 +58,7 @@ def ensure_headroom(needed: int) -> FdHeadroom:
     open_now = _open_fds()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = open_now + needed + RESERVE
-    if needed > 0 and want > soft:
+    if needed > 0 and soft != resource.RLIM_INFINITY and want > soft:
         target = want if hard == resource.RLIM_INFINITY else min(want, hard)
         with contextlib.suppress(ValueError, OSError):  # left as it was: problem() says so
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))

@@ -56,6 +56,15 @@ def test_a_fleet_beyond_the_hard_limit_is_refused_with_the_fix():
     assert "ulimit -n" in problem and "--ulimit nofile=" in problem
 
 
+def test_an_unlimited_soft_limit_fits_any_fleet():
+    import resource
+
+    from pytest_certload.engine.fdlimit import FdHeadroom
+
+    assert FdHeadroom(1_000_000, 20, resource.RLIM_INFINITY, resource.RLIM_INFINITY).problem() is None
+    assert FdHeadroom(1_000, 20, 1_024, resource.RLIM_INFINITY).problem() is not None  # not raised yet
+
+
 INNER_CONFTEST = """
 import resource
 resource.setrlimit(resource.RLIMIT_NOFILE, (200, 200))
