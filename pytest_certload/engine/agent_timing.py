@@ -32,7 +32,6 @@ POLL_INTERVAL_S = 30.0
 JITTER = 0.10
 #: the real agent caps its poll backoff at 5 minutes = 10 poll intervals (main.go:321-339)
 BACKOFF_CAP_POLLS = 10
-HTTP_VERSIONS = ("1.1", "2", "auto")
 #: marker options of executor="agent-fleet" (besides duration, graceful_stop, start_time)
 OPTIONS = (
     "agents",
@@ -84,11 +83,7 @@ def parse_agent_timing(opts: Mapping[str, object]) -> AgentTiming:
         raise ExecutorOptionError(f"agent-fleet: jitter={jitter!r} must be a fraction in [0, 1), e.g. 0.1")
     first_hb = parse_duration(opts.get("first_heartbeat_within", heartbeat), "first_heartbeat_within", True)
     first_poll = parse_duration(opts.get("first_poll_within", poll), "first_poll_within", True)
-    version = str(opts.get("http_version", "auto"))
-    if version not in HTTP_VERSIONS:
-        raise ExecutorOptionError(
-            f"agent-fleet: http_version={opts.get('http_version')!r}; use one of {', '.join(HTTP_VERSIONS)}"
-        )
+    version = str(opts.get("http_version", "auto"))  # checked by spec.py with every executor's
     seed = opts.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise ExecutorOptionError(f"agent-fleet: seed={seed!r} must be a whole number or left out")

@@ -597,7 +597,7 @@ class HttpClient:
 
         One sweep over the open connections replaces a loop timer per request (arming and
         cancelling one costs ~2.4 us with 64 in flight, a tenth of a keep-alive request here).
-        A timeout fires up to TIMEOUT_SWEEP_SECONDS late; the default timeout is 60 s.
+        A timeout fires up to TIMEOUT_SWEEP_SECONDS late; the default timeout is DEFAULT_TIMEOUT (30 s).
         """
         now = monotonic_ns()
         for conn in list(self._conns):

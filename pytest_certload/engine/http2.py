@@ -93,8 +93,9 @@ class Http2Client:
         """Send one request as a stream and wait for the whole response; never raises for failures.
 
         A request the server never processed (a stream above GOAWAY's ``last_stream_id``, or
-        ``REFUSED_STREAM``) is sent once more on a new connection, as Go's client does (RFC 9113
-        §8.7 makes that safe); its duration counts from the first attempt, and ``retries`` counts it.
+        ``REFUSED_STREAM``) is sent once more, as Go's client does (RFC 9113 §8.7 makes that safe):
+        after GOAWAY on a new connection, after REFUSED_STREAM on the origin's connection while it is
+        usable; its duration counts from the first attempt, and ``retries`` counts it.
         """
         headers, body = options.get("headers"), options.get("body")
         new_connection, timeout = options.get("new_connection", False), options.get("timeout")
@@ -164,6 +165,8 @@ class Http2Client:
             raise
         end = resp.end_ns = monotonic_ns()
         if s.error and retry and s.error.startswith(UNPROCESSED) and end < deadline:
+            if new_connection:
+                conn.close()  # the retry opens its own
             self.retries += 1
             left = (deadline - end) / 1e9
             again = await self._request(method, url, headers, body, new_connection, left, retry=False)

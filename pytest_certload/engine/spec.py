@@ -29,7 +29,6 @@ _COMMON = {"executor", "graceful_stop", "start_offset", "share_index", "share_co
 # per-scenario HTTP options (engine/http2.py): the protocol, and the per-request timeout
 _COMMON |= {"http_version", "timeout"}
 HTTP_VERSIONS = ("1.1", "2", "auto")  # "auto": offer h2 and http/1.1 by ALPN, use what the server picks
-DEFAULT_REQUEST_TIMEOUT = 30.0  # seconds: certctl's agent's http.Client.Timeout (cmd/agent/main.go)
 # k6 spells options in camelCase; accept both so a k6 script's options can be pasted.
 _CAMEL = {
     "timeUnit": "time_unit",
@@ -73,7 +72,7 @@ class ExecutorSpec:
     max_iterations: int = MAX_ITERATIONS
     extra: Mapping[str, object] = field(default_factory=dict)
     http_version: str = "1.1"  # "1.1", "2" or "auto" (HTTP_VERSIONS)
-    timeout: float | None = None  # per request, seconds (None: the engine's, DEFAULT_REQUEST_TIMEOUT)
+    timeout: float | None = None  # per request, seconds (None: the engine's, http.DEFAULT_TIMEOUT)
 
     @property
     def open_model(self) -> bool:
@@ -144,9 +143,7 @@ class ExecutorSpec:
         _check_share(common["share_index"], common["share_count"])
         if executor == "agent-fleet":  # each agent a VU with its own connection and Go's tickers
             _require(opts, executor, "agents", "duration")
-            timing = agent_timing.parse_agent_timing(opts)
-            # Go's ForceAttemptHTTP2 offers h2 and http/1.1 by ALPN: "auto" unless the marker says otherwise
-            common["http_version"] = timing.http_version
+            timing = agent_timing.parse_agent_timing({**opts, "http_version": common["http_version"]})
             duration = parse_duration(opts["duration"])
             extra = {"agent_timing": timing}
             return cls(executor, duration=duration, vus=timing.agents, extra=extra, **common)
@@ -294,7 +291,8 @@ def _stages(raw: object) -> tuple[Stage, ...]:
 
 
 def _default_http_version(executor: object) -> str:
-    return "2" if executor == "agent-fleet" else "1.1"  # certctl's agent speaks HTTP/2 (ForceAttemptHTTP2)
+    # certctl's agent: Go's ForceAttemptHTTP2 offers h2 and http/1.1 by ALPN ("auto")
+    return "auto" if executor == "agent-fleet" else "1.1"
 
 
 def _http_version(value: object) -> str:

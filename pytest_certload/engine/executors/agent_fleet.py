@@ -31,12 +31,10 @@ from time import monotonic_ns
 
 from pytest_certload.engine.agent_timing import CURRENT_TICK, NS, AgentTiming, GoTicker, Tick
 from pytest_certload.engine.executors.base import graceful_stop
-from pytest_certload.engine.gc_pauses import FrozenHeap
 from pytest_certload.engine.http import HttpClient, Response
+from pytest_certload.engine.http2 import Http2Client
 from pytest_certload.engine.scenario import ScenarioRuntime
 
-#: certctl's agent: http.Client.Timeout = 30 s (cmd/agent/main.go:175)
-AGENT_REQUEST_TIMEOUT_S = 30.0
 SWEEP_SECONDS = 0.1
 
 
@@ -88,15 +86,6 @@ class FleetHttp1Client(HttpClient):
             busy.discard(self)
 
 
-def http2_client_type():
-    """engine/http2.py's Http2Client when it is importable, else None (the fleet then speaks 1.1)."""
-    try:
-        from pytest_certload.engine.http2 import Http2Client
-    except ImportError:
-        return None
-    return Http2Client
-
-
 class AgentClients:
     """The scenario's client: each request goes out on the serving agent's own client."""
 
@@ -104,10 +93,10 @@ class AgentClients:
         self._phase_client = phase_client  # requests outside an agent tick (none expected)
         self._clients: dict[int, object] = {}
         self._sweeper = _Sweeper()
-        self._h2 = http2_client_type() if http_version in ("2", "auto") else None
-        self._mode = http_version if self._h2 is not None else "1.1"
+        self._h2 = Http2Client if http_version in ("2", "auto") else None
+        self._mode = http_version
         self.http_version = self._mode  # what new agents' clients offer: "2", "auto" or "1.1"
-        self.timeout = min(phase_client.timeout, AGENT_REQUEST_TIMEOUT_S)
+        self.timeout = phase_client.timeout  # the engine's default is the agent's 30 s (http.DEFAULT_TIMEOUT)
         self.created = 0  # agents that opened their client (= connected, or tried to)
 
     @property
@@ -177,11 +166,8 @@ class AgentFleetExecutor:
         self.interrupted_agents = 0
 
     async def run(self, t0_ns: int) -> None:
+        # thousands of connections: run_phase keeps the heap frozen (gc_pauses.py), no full-heap pauses
         loop = asyncio.get_running_loop()
-        with FrozenHeap(loop):  # thousands of connections: no full-heap collection pauses (gc_pauses.py)
-            await self._run(loop, t0_ns)
-
-    async def _run(self, loop: asyncio.AbstractEventLoop, t0_ns: int) -> None:
         spec = self.runtime.spec
         stop = self._stop_requested = loop.create_future()
         start = t0_ns + round(spec.start_offset * NS)
