@@ -29,6 +29,8 @@ import ssl
 from concurrent.futures import Future, ThreadPoolExecutor
 from time import monotonic_ns
 
+from pytest_certload.engine.connect import open_tcp
+
 _READ_CHUNK = 256 * 1024
 _POOL: ThreadPoolExecutor | None = None
 #: handshake threads per process: enough to keep both cores of the dev VM busy while one waits
@@ -384,18 +386,11 @@ async def open_tls(
     ``app.connection_made(tls)`` is called when the handshake is done. Raises what connect or the
     handshake raised (OSError, ssl.SSLError); on any failure or cancellation the socket is dropped.
     """
-    last_exc: OSError | None = None
-    for family, addr in addresses:
-        tls = TlsTransport(loop, ssl_context, server_hostname, app)
-        try:
-            await loop.create_connection(lambda tls=tls: tls, family=family, host=addr[0], port=addr[1])
-        except OSError as exc:
-            last_exc = exc
-            continue
-        try:
-            await tls.handshake
-        except BaseException:
-            tls.abort()
-            raise
-        return tls
-    raise last_exc or OSError("no address to connect to")
+    tls = TlsTransport(loop, ssl_context, server_hostname, app)  # connection_made only once connected
+    await open_tcp(loop, tls, addresses)
+    try:
+        await tls.handshake
+    except BaseException:
+        tls.abort()
+        raise
+    return tls
