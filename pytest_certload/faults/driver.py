@@ -33,6 +33,7 @@ from collections.abc import Mapping, Sequence
 from time import monotonic_ns
 from typing import Any, Protocol
 
+from pytest_certload.engine.http import DEFAULT_TIMEOUT
 from pytest_certload.faults.injector import Injector
 from pytest_certload.faults.watch import NS, FaultWatch
 
@@ -70,8 +71,7 @@ def fault_scenario(
 
     async def iteration(ctx: Any) -> None:
         load_end_ns = ctx.intended_start_ns + round((phase_s - at_s) * NS)
-        for name in ("fault_errors",):
-            ctx.counter(name, 0, tags)  # present even when nothing failed: count==0 can be judged
+        ctx.counter("fault_errors", 0, tags)  # present even when nothing failed: count==0 can be judged
         fault_ns = monotonic_ns()
         try:
             await asyncio.to_thread(injector.inject)
@@ -103,7 +103,7 @@ def fault_scenario(
         "duration": f"{phase_s}s",
         "start_time": f"{at_s}s",
         "max_iterations": 1,
-        "graceful_stop": f"{settle_s + injector.hold_s + (watch.request_timeout or 30.0)}s",
+        "graceful_stop": f"{settle_s + injector.hold_s + (watch.request_timeout or DEFAULT_TIMEOUT)}s",
     }
     if thresholds:
         options["thresholds"] = dict(thresholds)

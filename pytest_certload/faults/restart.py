@@ -12,7 +12,7 @@ from __future__ import annotations
 import signal
 
 from pytest_certload.faults.injector import Injector
-from pytest_certload.stack.provider import StackProvider
+from pytest_certload.stack.provider import RESTARTABLE, StackProvider
 
 SIGNALS = {"SIGTERM": signal.SIGTERM, "SIGKILL": signal.SIGKILL, "SIGINT": signal.SIGINT}
 
@@ -22,7 +22,7 @@ class ComponentRestart(Injector):
 
     def __init__(self, provider: StackProvider, component: str, signum: int = signal.SIGTERM) -> None:
         super().__init__(hold_s=0.0)
-        if component not in ("certctl", "postgresql"):
+        if component not in RESTARTABLE:
             raise ValueError(f"component {component!r}: restartable are certctl and postgresql")
         self.provider, self.component, self.signum = provider, component, signal.Signals(signum)
         self.kind = f"{'certctl' if component == 'certctl' else 'postgres'}_restart"

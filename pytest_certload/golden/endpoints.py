@@ -21,11 +21,8 @@ from typing import Any
 
 import httpx
 import psycopg
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from pytest_certload.agents.csr_job import build_csr
 from pytest_certload.scenarios.acme_certs import IssuerCA, new_csr, new_key
 from pytest_certload.scenarios.acme_client import JOSE_CT, AccountKey, sign
 
@@ -100,11 +97,8 @@ def agent(ctx: Context) -> str:
 
 
 def csr_pem(common_name: str) -> str:
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    san = x509.SubjectAlternativeName([x509.DNSName(common_name)])
-    csr = x509.CertificateSigningRequestBuilder().subject_name(subject).add_extension(san, False)
-    return csr.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
+    """The CSR certctl's agent sends (agents/csr_job.py builds it the same way for the simulated fleet)."""
+    return build_csr(new_key(), common_name, [common_name])  # type: ignore[arg-type]  # new_key() is P-256
 
 
 # -- the API scenarios -------------------------------------------------------------------------

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from pytest_certload.serverside.derived import (
-    MIB,
     SERVER_METRICS,
     raw_block,
     scenario_names,
@@ -158,7 +157,3 @@ def detail_lines(entry: dict[str, Any]) -> list[str]:
     if (raw.get("metrics") or {}).get("na"):
         lines.append(f"certctl metrics endpoint: {raw['metrics']['na']}")
     return lines
-
-
-def rss_mib(value: int | None) -> str:
-    return "n/a" if value is None else f"{value / MIB:.1f}"

@@ -60,11 +60,7 @@ def start_plain_nginx(
     names |= {f"plain_port{i}": p for i, p in enumerate(ports[tls_ports:])}
     body = servers.format(cert=tls.server_cert, key=tls.server_key, **names)
     make_temp_dirs(workdir)
-    text = nginx_conf(workdir, body, worker_connections=worker_connections)
-    frame = "worker_processes 1;"  # the shared frame's; more workers use more cores of the VM
-    if workers != 1:
-        assert frame in text, "sidecars/nginx.py's config frame changed: update start_plain_nginx"
-        text = text.replace(frame, f"worker_processes {workers};", 1)
+    text = nginx_conf(workdir, body, worker_connections=worker_connections, workers=workers)
     conf = workdir / "nginx.conf"
     conf.write_text(text)
     process = start_serving_nginx(

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from pytest_certload.engine.agent_timing import HEARTBEAT_INTERVAL_S, JITTER, POLL_INTERVAL_S
 from pytest_certload.sidecars.nginx import (
     NOT_INSTALLED,
     make_temp_dirs,
@@ -222,8 +223,7 @@ class Population:
 #: (cmd/agent/main.go:264-299; internal/scheduler/jitter.go:71-100), so earlier gaps are start-up bursts
 SETTLE_S = 2.0
 #: the real agent's cadence (cmd/agent/main.go:190-191, scheduler.DefaultSchedulerJitter)
-DOCUMENTED = {"heartbeat": 60.0, "poll": 30.0}
-JITTER = 0.10
+DOCUMENTED = {"heartbeat": HEARTBEAT_INTERVAL_S, "poll": POLL_INTERVAL_S}
 SIGMAS = 4.0
 SLACK_S = 0.5  # request latency and the log's millisecond clock, on top of the jitter's spread
 

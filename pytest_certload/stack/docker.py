@@ -383,6 +383,7 @@ class DockerProvider(StackProvider):
                 "ready_s": ready.result(),
             }
             targets[name] = loopback_target(name, port, self.tls.fingerprint_sha256, HOST)
+        enable_statement_stats(host_dsn)  # the server-side sampler's per-statement figures
         return Stack(
             kind="docker",
             certctl_url=url,
@@ -403,7 +404,6 @@ class DockerProvider(StackProvider):
             skipped=skipped,
             server_container=comp.container.get_wrapped_container().id,
             postgres_container=pg.container.get_wrapped_container().id,
-            pg_statement_stats=enable_statement_stats(host_dsn),
         )
 
     # -- faults and health ---------------------------------------------------------------------

@@ -13,10 +13,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from pytest_certload.stack.process import ComponentFailed
-from pytest_certload.stack.provider import RestartUnsupported, StackProvider
+from pytest_certload.stack.provider import RESTARTABLE, RestartUnsupported, StackProvider
 
 #: components a provider knows how to restart in place; any other death leaves the stack broken
-RESTARTABLE = ("certctl", "postgresql")
 
 
 def component_kind(process_name: str) -> str:

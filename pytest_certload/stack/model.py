@@ -73,7 +73,6 @@ class Stack:
     postgres_pid: int | None = None
     server_container: str | None = None
     postgres_container: str | None = None
-    pg_statement_stats: bool = False  # pg_stat_statements was created in the stack's database
 
     def __post_init__(self) -> None:
         if not isinstance(self.token, Secret):

@@ -25,7 +25,7 @@ from pytest_certload.stack.ports import distinct_free_ports
 from pytest_certload.stack.postgres import NativePostgres
 from pytest_certload.stack.probes import certctl_ready, certctl_version, is_ours, process_listens
 from pytest_certload.stack.process import ComponentFailed, ManagedProcess
-from pytest_certload.stack.provider import RestartUnsupported, StackProvider
+from pytest_certload.stack.provider import RESTARTABLE, RestartUnsupported, StackProvider
 from pytest_certload.stack.secret import connect_pg
 from pytest_certload.stack.tls import TLSMaterial
 
@@ -154,7 +154,6 @@ class NativeProvider(StackProvider):
             skipped=skipped,
             server_pid=proc.popen.pid if proc.popen is not None else None,
             postgres_pid=self.postgres.process.popen.pid if self.postgres.process.popen else None,
-            pg_statement_stats=self.postgres.statement_stats,
         )
 
     def _target_command(self, name: str, port: int) -> ManagedProcess | str:
@@ -222,7 +221,7 @@ class NativeProvider(StackProvider):
         return {p.name: why for p in self.processes if (why := p.exit_description()) is not None}
 
     def cannot_restart(self, name: str) -> str | None:
-        if name in ("certctl", "postgresql"):
+        if name in RESTARTABLE:
             return None
         return f"the native stack restarts certctl and postgresql, not {name!r}"
 

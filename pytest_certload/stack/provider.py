@@ -17,6 +17,9 @@ from abc import ABC, abstractmethod
 
 from pytest_certload.stack.model import Stack
 
+#: the components a provider may restart (faults, and the health check between tests)
+RESTARTABLE = ("certctl", "postgresql")
+
 
 class StackProvider(ABC):
     """Start a stack all-or-nothing (``start``), and stop it (``stop``, safe to call twice)."""
