@@ -463,12 +463,7 @@ class MetricSource:
         count = int(values_ns.size)
         if count == 0:
             return None, 0
-        values = values_ns.astype(np.float64) / NS_PER_MS
-        if percentile is not None:
-            return float(np.percentile(values, percentile)), count
-        if aggregation == "med":
-            return float(np.percentile(values, 50.0)), count
-        return float({"avg": values.mean, "min": values.min, "max": values.max}[aggregation]()), count
+        return aggregate(values_ns.astype(np.float64) / NS_PER_MS, aggregation, percentile), count
 
     def rate(self, key: MetricKey) -> tuple[int, int]:
         trues, total = self.samples.select_rate(key.name, key.filter)
@@ -541,17 +536,22 @@ def evaluate_one(t: Threshold, source: MetricSource) -> Verdict:
     return Verdict(key, t.expression, t.compare(observed), observed, t.limit, count, "", unit)
 
 
+def aggregate(values: np.ndarray, aggregation: str, percentile: float | None) -> float:
+    """One trend aggregation (``p(N)``, ``med``, ``avg``, ``min``, ``max``) of non-empty ``values``."""
+    if percentile is not None:
+        return float(np.percentile(values, percentile))
+    if aggregation == "med":
+        return float(np.percentile(values, 50.0))
+    return float({"avg": values.mean, "min": values.min, "max": values.max}[aggregation]())
+
+
 def _evaluate_server(t: Threshold, source: MetricSource) -> Verdict:
     """A server-side metric: derived from the phase's server block when judged (serverside/derived.py)."""
     found, requests, note = server_metric(t.key.name, source.samples, t.key.filter)
     unit = SERVER_METRICS[t.key.name][0]
     if not found:
         return Verdict(str(t.key), t.expression, False, None, t.limit, requests, note, unit)
-    values = np.asarray(found, dtype=np.float64)
-    if t.percentile is not None or t.aggregation == "med":
-        observed = float(np.percentile(values, 50.0 if t.percentile is None else t.percentile))
-    else:
-        observed = float({"avg": values.mean, "min": values.min, "max": values.max}[t.aggregation]())
+    observed = aggregate(np.asarray(found, dtype=np.float64), t.aggregation, t.percentile)
     return Verdict(str(t.key), t.expression, t.compare(observed), observed, t.limit, requests, note, unit)
 
 

@@ -21,7 +21,6 @@ directories a test made for its sidecar.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import shlex
 import ssl
@@ -30,6 +29,7 @@ from time import monotonic_ns
 
 from pytest_certload.agents.model import AgentState
 from pytest_certload.agents.protocol import AgentProtocol, WorkItem
+from pytest_certload.stack.tls import fingerprint_of_der, fingerprint_of_pem
 
 VERIFY_TIMEOUT_S = 10.0  # the agent's TLS dial timeout (verify.go:250)
 PROBE_PAUSE_S = 0.05
@@ -47,7 +47,7 @@ def split_pem_chain(pem: str) -> tuple[str, str]:
 
 def leaf_fingerprint(leaf_pem: str) -> str:
     """SHA-256 of the leaf's DER, lower-case hex, as verify.go computes it."""
-    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(leaf_pem.strip())).hexdigest()
+    return fingerprint_of_pem(leaf_pem.encode())
 
 
 def _probe_context() -> ssl.SSLContext:
@@ -72,7 +72,7 @@ async def served_fingerprint(host: str, port: int, timeout: float) -> str:
         der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
     finally:
         writer.close()
-    return hashlib.sha256(der or b"").hexdigest()
+    return fingerprint_of_der(der or b"")
 
 
 class Sidecar:

@@ -43,7 +43,7 @@ from typing import Any
 
 from pytest_certload.faults.fleet_losses import Evidence, classify, explain
 from pytest_certload.faults.injector import Injector
-from pytest_certload.scenarios.common import auth_headers, json_bytes
+from pytest_certload.scenarios.common import bulk_renew_call, record_bulk_counts
 from pytest_certload.stack.model import Stack
 from pytest_certload.stack.secret import connect_pg
 
@@ -253,9 +253,7 @@ def bulk_renewal(stack: Stack, ledger: FleetLedger, fleet: Any = None):
     fleet, starts its drain watch (issued / renewed as the agents saw it). ``bulk_renew_*`` counters
     hold certctl's answer; ``bulk_renew_status`` its status.
     """
-    url = f"{stack.certctl_url}/api/v1/certificates/bulk-renew"
-    headers = auth_headers(stack, json_body=True)
-    body = json_bytes({"certificate_ids": ledger.certificate_ids})
+    url, headers, body = bulk_renew_call(stack, ledger.certificate_ids)
     watch = fleet.watch_drain(ledger.certificate_ids) if fleet is not None else None
 
     async def iteration(ctx) -> None:
@@ -272,9 +270,7 @@ def bulk_renewal(stack: Stack, ledger: FleetLedger, fleet: Any = None):
         said = resp.error or (resp.body or b"")[:200].decode(errors="replace")
         ledger.bulk_answer = f"{resp.status} {said}"
         if resp.status == 200:
-            doc = json.loads(resp.body)
-            for key in ("matched", "enqueued", "skipped", "failed"):
-                ctx.counter(f"bulk_renew_{key}", int(doc.get(f"total_{key}", 0)))
+            record_bulk_counts(ctx, resp.body)
 
     return iteration
 

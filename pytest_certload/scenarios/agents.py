@@ -16,7 +16,6 @@ one iteration (``constant-vus``, ``max_iterations=1``), so what they find is a m
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from time import monotonic_ns
 
 from pytest_certload.agents import connections
 from pytest_certload.agents.fleet import AgentFleet
-from pytest_certload.scenarios.common import auth_headers, json_bytes
+from pytest_certload.scenarios.common import bulk_renew_call, record_bulk_counts
 from pytest_certload.stack.model import Stack
 
 #: the drain reads the jobs table this long before its budget ends (at most this share of the budget)
@@ -143,9 +142,7 @@ def renewal_drain(
 ):
     """The driver iteration and the DrainOutcome it fills."""
     watch = fleet.watch_drain(certificate_ids, sidecar_bound)
-    url = f"{stack.certctl_url}/api/v1/certificates/bulk-renew"
-    headers = auth_headers(stack, json_body=True)
-    body = json_bytes({"certificate_ids": list(certificate_ids)})
+    url, headers, body = bulk_renew_call(stack, certificate_ids)
     outcome = DrainOutcome()
 
     async def iteration(ctx) -> None:
@@ -153,18 +150,15 @@ def renewal_drain(
         deadline = monotonic_ns() + int((budget_s - margin) * 1e9)
         since = time.time() - 1.0
         try:
+            # before the send: an agent may take a renewal's job before this answer is read, and the
+            # watch counts only what it sees after it started
+            watch.requested()
             resp = await ctx.request(
                 "POST", url, headers=headers, body=body, tags={"step": "bulk_renew"}, timeout=120
             )
-            watch.requested(resp.sent_ns or resp.start_ns)
             outcome.bulk_status = resp.status
             if resp.status == 200:
-                doc = json.loads(resp.body)
-                outcome.bulk_counts = {
-                    k: int(doc.get(f"total_{k}", 0)) for k in ("matched", "enqueued", "skipped", "failed")
-                }
-                for key, n in outcome.bulk_counts.items():
-                    ctx.counter(f"bulk_renew_{key}", n)
+                outcome.bulk_counts = record_bulk_counts(ctx, resp.body)
                 left = (deadline - monotonic_ns()) / 1e9
                 if left > 0:
                     try:

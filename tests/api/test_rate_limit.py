@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_certload.engine import make_ssl_context
 from pytest_certload.scenarios import ratelimit
 
 OFFERED = 100  # req/s, twice the limiter's refill rate
@@ -41,12 +40,8 @@ def rate_limited_stack(certload_stack, certload_stack_variant):
     },
 )
 def test_rate_limiter(certload, rate_limited_stack):
-    tls = make_ssl_context(rate_limited_stack.ca_bundle)  # a second stack has its own session CA
-    result = certload.run(
-        ratelimit.limited_list(rate_limited_stack),
-        name="rate_limiter",
-        ssl_context=tls,
-        stack=rate_limited_stack,
+    result = certload.run(  # stack=: the second stack's own session CA, labels and figures
+        ratelimit.limited_list(rate_limited_stack), name="rate_limiter", stack=rate_limited_stack
     )
     result.assert_thresholds()
     phase = result.samples

@@ -81,8 +81,7 @@ def run_with_fault(certload, record, stack, plan, watch, injector, at_s, **kwarg
         accounting=[ledger],
         settle_s=30.0,
     )
-    kwargs.setdefault("ssl_context", make_ssl_context(stack.ca_bundle))  # the variant's own session CA
-    kwargs.setdefault("stack", stack)  # labels and server-side figures of the stack under fault
+    kwargs.setdefault("stack", stack)  # the stack under fault: its CA, labels and server-side figures
     with injector:
         result = certload.run_many({**api_mix(stack, plan, watch), "fault": fault}, **kwargs)
     record("certload_fault", json.dumps(injector.report()))

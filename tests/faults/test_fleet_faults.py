@@ -21,7 +21,6 @@ import json
 import pytest
 
 from pytest_certload.agents.fleet import AgentFleet
-from pytest_certload.engine.http import make_ssl_context
 from pytest_certload.faults import FaultWatch, certctl_restart, fault_failure, fault_scenario
 from pytest_certload.faults.fleet_accounting import FleetLedger, after_bulk_renewal, bulk_renewal
 
@@ -129,7 +128,7 @@ def test_certctl_killed_during_a_renewal_drain(
         "fault": fault,
     }
     with injector:
-        result = certload.run_many(scenarios, ssl_context=make_ssl_context(stack.ca_bundle), stack=stack)
+        result = certload.run_many(scenarios, stack=stack)  # the stack under fault: its CA, labels, figures
     record("certload_fault", json.dumps(injector.report()))
     problem = fault_failure(result.samples)
     assert problem is None, problem

@@ -34,7 +34,7 @@ from pytest_certload.agents.fleet import AgentFleet
 from pytest_certload.engine import make_ssl_context
 from pytest_certload.engine.durations import parse_duration
 from pytest_certload.scenarios.agents import read_drain_jobs
-from pytest_certload.scenarios.common import auth_headers, json_bytes
+from pytest_certload.scenarios.common import bulk_renew_call
 from pytest_certload.session import DURATION
 from pytest_certload.stack import agent_vantage as vantage
 from pytest_certload.stack.real_agents import ConnectionSampler, RealAgents
@@ -92,9 +92,7 @@ def seed_pairs(stack, seeds_dir, tmp_path) -> tuple[list[str], list[str], list[s
 def bulk_renew(stack, certificate_ids: list[str], outcome: dict):
     """A driver iteration: one bulk-renew of ``certificate_ids`` (through the proxy: one TLS context;
     its path is not an agent's, so the mix leaves it out)."""
-    url = f"{stack.certctl_url}/api/v1/certificates/bulk-renew"
-    headers = auth_headers(stack, json_body=True)
-    body = json_bytes({"certificate_ids": certificate_ids})
+    url, headers, body = bulk_renew_call(stack, certificate_ids)
 
     async def iteration(ctx) -> None:
         outcome["at"] = time.time()
