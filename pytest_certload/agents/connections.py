@@ -14,10 +14,8 @@ from urllib.parse import urlsplit
 
 import psutil
 
+from pytest_certload.serverside.process import proc_net_tcp  # the one /proc/net/tcp parser
 from pytest_certload.stack.model import Stack
-
-_ESTABLISHED_HEX = "01"
-_LISTEN_HEX = "0A"
 
 
 def certctl_port(stack: Stack) -> int:
@@ -67,20 +65,3 @@ def _container_side(container_id: str) -> tuple[int | None, str]:
         return None, f"no listening socket in {container_id[:12]}'s /proc/net/tcp"
     port = max(counts, key=lambda p: counts[p])
     return counts[port], f"/proc/net/tcp in container {container_id[:12]}, local port {port}"
-
-
-def proc_net_tcp(text: str) -> tuple[set[int], dict[int, int]]:
-    """Listening local ports and established connections per local port, from /proc/net/tcp text."""
-    listening: set[int] = set()
-    established: dict[int, int] = {}
-    for line in text.splitlines():
-        fields = line.split()
-        if len(fields) < 4 or ":" not in fields[1] or fields[0] == "sl":
-            continue
-        port = int(fields[1].rsplit(":", 1)[1], 16)
-        state = fields[3].upper()
-        if state == _LISTEN_HEX:
-            listening.add(port)
-        elif state == _ESTABLISHED_HEX:
-            established[port] = established.get(port, 0) + 1
-    return listening, established

@@ -23,6 +23,23 @@ TCP_ESTABLISHED = "01"
 TCP_LISTEN = "0A"
 
 
+def proc_net_tcp(text: str) -> tuple[set[int], dict[int, int]]:
+    """Listening local ports and established connections per local port, from /proc/net/tcp text."""
+    listening: set[int] = set()
+    established: dict[int, int] = {}
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 4 or ":" not in fields[1] or fields[0] == "sl":
+            continue
+        state = fields[3].upper()
+        if state == TCP_LISTEN:
+            listening.add(int(fields[1].rsplit(":", 1)[1], 16))
+        elif state == TCP_ESTABLISHED:
+            port = int(fields[1].rsplit(":", 1)[1], 16)
+            established[port] = established.get(port, 0) + 1
+    return listening, established
+
+
 @dataclass(frozen=True)
 class ProcessReading:
     """One look at a process (or a container); None where that figure cannot be read."""
@@ -45,20 +62,15 @@ class ProcessProbe(Protocol):
     def read(self) -> ProcessReading: ...
 
 
-def tcp_connections(pid: int, port: int, state: str = TCP_ESTABLISHED) -> int | None:
-    """TCP sockets in ``state`` with local ``port`` in ``pid``'s network namespace (None: unreadable)."""
-    count, readable = 0, False
+def tcp_connections(pid: int, port: int) -> int | None:
+    """Established TCP connections on local ``port`` in ``pid``'s network namespace (None: unreadable)."""
+    texts = []
     for table in ("tcp", "tcp6"):
-        try:
-            lines = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
-        except OSError:
-            continue
-        readable = True
-        for line in lines:
-            fields = line.split()
-            if len(fields) > 3 and fields[3] == state and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                count += 1
-    return count if readable else None
+        with contextlib.suppress(OSError):
+            texts.append(Path(f"/proc/{pid}/net/{table}").read_text())
+    if not texts:
+        return None
+    return proc_net_tcp("\n".join(texts))[1].get(port, 0)
 
 
 def listening_pid(port: int) -> int | None:
