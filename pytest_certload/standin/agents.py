@@ -22,7 +22,7 @@ from aiohttp import web
 
 from pytest_certload.standin.agent_csr import CSRFailed, CSRService
 from pytest_certload.standin.audit import csr_audit_rows, record_event_logged
-from pytest_certload.standin.gocompat import DecodeError, as_string, go_time
+from pytest_certload.standin.gocompat import DecodeError, as_bool, as_string, go_time
 from pytest_certload.standin.issuers import LocalIssuer
 from pytest_certload.standin.pool import PoolSlot
 from pytest_certload.standin.repository import ScanError, agents, jobs
@@ -152,11 +152,8 @@ class AgentHandlers:
             versions = []
         if not versions:
             return handler_error(404, "Certificate not found or not ready", rid)
-        latest = versions[0]
-        for version in versions:  # the first with the greatest created_at, as certctl's loop picks
-            if version[1] > latest[1]:
-                latest = version
-        return json_response(200, {"certificate_pem": latest[0]})
+        # newest first (the query's ORDER BY created_at DESC): what certctl's max-created_at loop picks
+        return json_response(200, {"certificate_pem": versions[0][0]})
 
     async def job_status(self, request: web.Request, rid: str) -> web.StreamResponse:
         """AgentReportJobStatus (handler/agents.go:385-425, service/agent.go:314-334): any status
@@ -195,9 +192,12 @@ class AgentHandlers:
         try:
             raw = await decode_struct(request, VERIFY_FIELDS, self.max_body_size)
             fields = {k: as_string(raw.get(k)) for k in VERIFY_FIELDS if k != "verified"}
-            verified = raw.get("verified") or False
-            if not isinstance(verified, bool):
-                raise DecodeError("json: cannot unmarshal into Go struct field verified of type bool")
+            try:
+                verified = as_bool(raw.get("verified"))
+            except DecodeError:
+                raise DecodeError(
+                    "json: cannot unmarshal into Go struct field verified of type bool"
+                ) from None
         except DecodeError as exc:
             return handler_error(400, f"Invalid request body: {exc}", rid)
         for name in ("target_id", "expected_fingerprint", "actual_fingerprint"):

@@ -80,6 +80,15 @@ def as_string(value: Any) -> str:
     return value
 
 
+def as_bool(value: Any) -> bool:
+    """Go's bool field: ``null`` leaves it false; anything but true/false is a decode error."""
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise DecodeError("expected bool")
+    return value
+
+
 def as_string_list(value: Any) -> list[str] | None:
     if value is None:
         return None

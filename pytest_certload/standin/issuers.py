@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from pytest_certload.stack.tls import self_signed_ca
-from pytest_certload.standin.gocompat import DecodeError, as_string, go_time
+from pytest_certload.standin.gocompat import DecodeError, as_bool, as_string, go_time
 from pytest_certload.standin.pool import PoolSlot
 from pytest_certload.standin.repository import acme as repo
 from pytest_certload.standin.request_body import decode_struct
@@ -215,9 +215,7 @@ class IssuerHandlers:
         try:
             fields = await decode_struct(request, _ISSUER_FIELDS, self.max_body_size)
             name, type_ = as_string(fields.get("name")), as_string(fields.get("type"))
-            enabled = fields.get("enabled") or False
-            if not isinstance(enabled, bool):
-                raise DecodeError("enabled is not a bool")
+            enabled = as_bool(fields.get("enabled"))
             config = fields.get("config")
         except DecodeError:
             return handler_error(400, "Invalid request body", rid)

@@ -5,22 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import psycopg
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
+from pytest_certload.agents.csr_job import build_csr, new_key
 from tests.contract.conftest import unique
 
 
 def csr_pem(common_name: str, sans: list[str]) -> str:
-    """What certctl's agent sends (cmd/agent/poll.go:220-236): P-256, CN only, SANs as dNSNames."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    builder = x509.CertificateSigningRequestBuilder().subject_name(
-        x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, common_name)])
-    )
-    if sans:
-        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(s) for s in sans]), False)
-    return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
+    """What certctl's agent sends (cmd/agent/poll.go:220-236), built as the simulated agents build it."""
+    return build_csr(new_key()[0], common_name, sans)
 
 
 def bind_certificate(
