@@ -20,6 +20,7 @@ import trustme
 from pytest_certload.agents.fleet import AgentFleet
 from pytest_certload.agents.protocol import AgentProtocol
 from pytest_certload.engine import ExecutorSpec, ScenarioRun, make_ssl_context, run_phase
+from pytest_certload.scenarios.common import auth_headers
 
 
 class RecordingProtocol(AgentProtocol):
@@ -88,7 +89,7 @@ def test_agents_run_csr_and_deployment_jobs_as_the_real_agent(certload_stack) ->
     req = urllib.request.Request(
         f"{stack.certctl_url}/api/v1/certificates/bulk-renew",
         data=body,
-        headers={"Authorization": "Bearer " + stack.token.reveal(), "Content-Type": "application/json"},
+        headers=auth_headers(stack, json_body=True),  # the one place a token is put into a header
     )
     with urllib.request.urlopen(req, context=ctx, timeout=30) as resp:
         assert json.loads(resp.read())["total_enqueued"] == 2

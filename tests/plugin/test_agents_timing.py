@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 
@@ -68,7 +69,7 @@ def test_marker_options_parse_with_the_real_agents_defaults() -> None:
     ],
 )
 def test_bad_options_name_the_option(options, says) -> None:
-    with pytest.raises(ExecutorOptionError, match=says.replace("(", r"\(").replace("[", r"\[")):
+    with pytest.raises(ExecutorOptionError, match=re.escape(says)):
         ExecutorSpec.from_options({"executor": "agent-fleet", "duration": "5s", **options})
 
 

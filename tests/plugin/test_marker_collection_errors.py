@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_certload.engine.spec import EXECUTORS
-from pytest_certload.scenario_options import EXECUTOR_KEYS
-
 ARRIVAL = 'executor="constant-arrival-rate", rate=5, duration="10s", pre_allocated_vus=2'
 RAMPING = 'executor="ramping-arrival-rate", pre_allocated_vus=2'
 #: test module -> (marker options, text the collection error must show)
@@ -35,10 +32,8 @@ BAD_MARKERS = {
     "tag_value": (f'{ARRIVAL}, tags={{"a": None}}', "{'a': None}"),
     "split": (f'{ARRIVAL}, split="no"', "'no'"),
 }
-if "http_version" in EXECUTOR_KEYS:
-    BAD_MARKERS["http_version"] = (f'{ARRIVAL}, http_version="3"', "'3'")
-if "agent-fleet" in EXECUTORS:
-    BAD_MARKERS["agent_jitter"] = ('executor="agent-fleet", agents=5, duration="10s", jitter=1.5', "1.5")
+BAD_MARKERS["http_version"] = (f'{ARRIVAL}, http_version="3"', "'3'")
+BAD_MARKERS["agent_jitter"] = ('executor="agent-fleet", agents=5, duration="10s", jitter=1.5', "1.5")
 
 
 @pytest.mark.parametrize("mode", ["--collect-only", "--certload-duration=3s"])

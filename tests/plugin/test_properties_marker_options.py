@@ -18,6 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pytest_certload.capacity.plan import OPTION_KEYS
+from pytest_certload.engine.agent_timing import MAX_AGENTS
 from pytest_certload.engine.schedule import arrival_offsets_ns
 from pytest_certload.engine.spec import EXECUTORS, MAX_ITERATIONS, MAX_VUS
 from pytest_certload.scenario_options import (
@@ -96,32 +97,27 @@ BAD_BY_OPTION = {
 }
 
 
-# options added by issues 13/18 (HTTP/2 and timeouts; the agent-fleet executor), when present
-if "timeout" in EXECUTOR_KEYS:
-    BAD_BY_OPTION["timeout"] = (CAR, BAD_DURATION)
-if "http_version" in EXECUTOR_KEYS:
-    BAD_BY_OPTION["http_version"] = (
-        CAR,
-        st.one_of(WRONG_TYPE, st.text(max_size=5), st.floats(), st.integers()).filter(
-            lambda v: isinstance(v, bool) or str(v) not in ("1.1", "2", "2.0", "auto")
-        ),
-    )
-if "agent-fleet" in EXECUTORS:
-    from pytest_certload.engine.agent_timing import MAX_AGENTS
-
-    AGENT_FLEET = {"executor": "agent-fleet", "agents": 10, "duration": "10s"}
-    BAD_BY_OPTION |= {
-        "agents": (AGENT_FLEET, bad_vus(MAX_AGENTS)),
-        "heartbeat_interval": (AGENT_FLEET, BAD_DURATION),
-        "poll_interval": (AGENT_FLEET, BAD_DURATION),
-        "first_heartbeat_within": (AGENT_FLEET, BAD_OFFSET),
-        "first_poll_within": (AGENT_FLEET, BAD_OFFSET),
-        "jitter": (AGENT_FLEET, st.one_of(BAD_NUMBER, st.floats(max_value=-1e-9), st.floats(min_value=1.0))),
-        "seed": (
-            AGENT_FLEET,
-            st.one_of(st.booleans(), st.floats(), st.text(max_size=3), st.lists(st.integers(), max_size=1)),
-        ),
-    }
+# options added by issues 13/18 (HTTP/2 and timeouts; the agent-fleet executor)
+BAD_BY_OPTION["timeout"] = (CAR, BAD_DURATION)
+BAD_BY_OPTION["http_version"] = (
+    CAR,
+    st.one_of(WRONG_TYPE, st.text(max_size=5), st.floats(), st.integers()).filter(
+        lambda v: isinstance(v, bool) or str(v) not in ("1.1", "2", "2.0", "auto")
+    ),
+)
+AGENT_FLEET = {"executor": "agent-fleet", "agents": 10, "duration": "10s"}
+BAD_BY_OPTION |= {
+    "agents": (AGENT_FLEET, bad_vus(MAX_AGENTS)),
+    "heartbeat_interval": (AGENT_FLEET, BAD_DURATION),
+    "poll_interval": (AGENT_FLEET, BAD_DURATION),
+    "first_heartbeat_within": (AGENT_FLEET, BAD_OFFSET),
+    "first_poll_within": (AGENT_FLEET, BAD_OFFSET),
+    "jitter": (AGENT_FLEET, st.one_of(BAD_NUMBER, st.floats(max_value=-1e-9), st.floats(min_value=1.0))),
+    "seed": (
+        AGENT_FLEET,
+        st.one_of(st.booleans(), st.floats(), st.text(max_size=3), st.lists(st.integers(), max_size=1)),
+    ),
+}
 
 
 def assert_names(error: ScenarioOptionError, option: str, value: object) -> None:

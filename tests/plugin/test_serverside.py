@@ -6,10 +6,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from docker_images import BASE_IMAGE, client_with_base_image  # this directory is on sys.path
@@ -115,10 +113,10 @@ def test_machine_busy_time_moves_with_a_busy_thread():
 
 
 @pytest.fixture(scope="module")
-def postgres() -> Iterator[NativePostgres]:
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NativePostgres]:
     if find_pg_bin() is None:
         pytest.skip("no PostgreSQL binaries")
-    pg = NativePostgres(Path(tempfile.mkdtemp(prefix="certload-serverside-")), profile="fast").start()
+    pg = NativePostgres(tmp_path_factory.mktemp("serverside-pg"), profile="fast").start()
     try:
         yield pg
     finally:
