@@ -22,7 +22,7 @@ import psycopg
 ADMIN_KEY_NAME = "loadtest"
 DEFAULT_TENANT = "t-default"
 
-#: the permissions r-admin holds in the stand-in: the ones its routes are gated on (auth.py)
+#: the permissions r-admin holds in the stand-in: the ones its routes are gated on (audit.ROUTE_PERMISSIONS)
 ADMIN_PERMISSIONS = (
     "cert.read", "cert.issue", "cert.edit", "issuer.read", "issuer.edit", "agent.heartbeat",
     "agent.job.poll", "agent.job.complete", "agent.edit", "job.read", "metrics.read", "verification.run",
