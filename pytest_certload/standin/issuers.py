@@ -25,7 +25,7 @@ import psycopg
 from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from pytest_certload.stack.tls import self_signed_ca
@@ -81,12 +81,17 @@ class Issuance:
 
 
 def _ski(public_key: Any) -> bytes:
-    """certctl's hashPublicKey: SHA-256 of the RSA modulus / the uncompressed EC point."""
+    """certctl's hashPublicKey: SHA-256 of the RSA modulus / the uncompressed EC point / nothing
+    for any other key (Ed25519: local.go:1047-1065 has no case for it)."""
     if isinstance(public_key, rsa.RSAPublicKey):
         n = public_key.public_numbers().n
         return hashlib.sha256(n.to_bytes((n.bit_length() + 7) // 8, "big")).digest()
-    raw = public_key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
-    return hashlib.sha256(raw).digest()
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        raw = public_key.public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
+        return hashlib.sha256(raw).digest()
+    return hashlib.sha256(b"").digest()
 
 
 def _ephemeral_ca(common_name: str) -> CA:
@@ -180,9 +185,10 @@ class LocalIssuer:
             .sign(ca.key, hashes.SHA256())
         )
         der = cert.public_bytes(serialization.Encoding.DER)
-        algorithm, size = (
-            ("RSA", pub.key_size) if isinstance(pub, rsa.RSAPublicKey) else ("ECDSA", pub.key_size)
-        )
+        if isinstance(pub, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+            algorithm, size = ("RSA" if isinstance(pub, rsa.RSAPublicKey) else "ECDSA"), pub.key_size
+        else:
+            algorithm, size = "Ed25519", 256
         return Issuance(
             cert.public_bytes(serialization.Encoding.PEM).decode(),
             ca.pem,

@@ -117,6 +117,22 @@ def test_csr_without_awaiting_job_signs_directly(api, db, bound):
     assert db.execute("SELECT count(*) FROM jobs WHERE certificate_id = %s", (cert["id"],)).fetchone()[0] == 0
 
 
+def test_csr_with_an_ed25519_key_is_signed(api, db, bound):
+    """certctl signs an Ed25519 CSR (its SKI hash has no Ed25519 case: local.go:1047-1065)."""
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    agent_id, _, cert = bound()
+    job = awaiting_job(db, cert["id"])
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, cert["common_name"])])
+    request = x509.CertificateSigningRequestBuilder().subject_name(name)
+    csr = request.sign(ed25519.Ed25519PrivateKey.generate(), None).public_bytes(serialization.Encoding.PEM)
+    r = api.post(
+        f"/api/v1/agents/{agent_id}/csr", json={"csr_pem": csr.decode(), "certificate_id": cert["id"]}
+    )
+    assert r.status_code == 202, r.text
+    assert job_row(db, job)[0] == "Completed"
+
+
 def test_csr_without_certificate_id_is_only_accepted(api, db, agent):
     r = api.post(f"/api/v1/agents/{agent()}/csr", json={"csr_pem": csr_pem("x.example.test", [])})
     assert (r.status_code, r.json()) == (202, {"status": "csr_accepted"})
@@ -253,6 +269,7 @@ def test_unknown_and_null_target_id(api, db, agent, cert_body):
     ("body", "status", "message"),
     [
         (None, 400, "Invalid request body"),
+        (verify_body(verified=0), 400, "Invalid request body"),  # Go: a number is no bool, even 0
         (verify_body(target_id=""), 400, "target_id is required"),
         (verify_body(expected_fingerprint=""), 400, "expected_fingerprint is required"),
         (verify_body(actual_fingerprint=""), 400, "actual_fingerprint is required"),
