@@ -14,8 +14,6 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from pytest_certload.stack.certctl import (
     ServerBoot,
     SessionSecrets,
@@ -26,6 +24,7 @@ from pytest_certload.stack.certctl import (
 from pytest_certload.stack.native import python_env
 from pytest_certload.stack.ports import free_port
 from pytest_certload.stack.postgres import NativePostgres
+from pytest_certload.stack.probes import certctl_ready, certctl_version
 from pytest_certload.stack.tls import make_tls_material
 
 HOST = "127.0.0.1"
@@ -81,14 +80,10 @@ def running_server(
         stack.callback(proc.stop)
         url = f"https://{HOST}:{port}"
         ctx = tls.client_context()
-        proc.wait_ready(
-            lambda: httpx.get(url + "/health", verify=ctx, timeout=2).status_code == 200,
-            BOOT_TIMEOUT_S,
-            "answering /health",
-        )
+        ca = str(tls.ca_cert)
+        proc.wait_ready(lambda: certctl_ready(url, ca), BOOT_TIMEOUT_S, "answering /health and /ready")
         ensure_prof_test(pg.dsn)
         label = "certctl stand-in"
         if certctl_bin is not None:
-            version = httpx.get(url + "/api/v1/version", verify=ctx, timeout=5)
-            label = f"certctl {version.json().get('version', '?') if version.status_code == 200 else '?'}"
+            label = f"certctl {certctl_version(url, ca) or '?'}"
         yield RunningServer(url, secret.api_token.reveal(), ctx, pg.dsn.reveal(), label, pg.version)
