@@ -55,6 +55,19 @@ def server(tmp_path_factory):
     finally:
         proc.stop()
 """
+
+#: an inner session's conftest: a deployment the plugin did not start (--certload-stack=external)
+EXTERNAL_STACK_CONFTEST = """
+import pytest
+from pytest_certload.stack.model import Secret, Stack
+
+@pytest.fixture(scope="session")
+def certload_stack():
+    # a deployment the plugin did not start (what --certload-stack=external attaches to)
+    return Stack(kind="external", certctl_url="https://127.0.0.1:9", token=Secret("t"), ca_bundle=None,
+                 server="unknown", owned=False)
+"""
+
 #: an inner session's ini that keeps the generator's saturation check out of functional tests
 RELAXED_HEALTH_INI = "[pytest]\ncertload_max_lag_p99_ms = 1000\ncertload_max_cpu_fraction = 8\n"
 

@@ -537,20 +537,8 @@ def test_breach_that_the_test_never_checks_is_warned_about(project):
     assert "test_looked: thresholds breached" not in result.stdout.str()
 
 
-EXTERNAL_STACK_CONFTEST = """
-import pytest
-from pytest_certload.stack.model import Secret, Stack
-
-@pytest.fixture(scope="session")
-def certload_stack():
-    # a deployment the plugin did not start (what --certload-stack=external attaches to)
-    return Stack(kind="external", certctl_url="https://127.0.0.1:9", token=Secret("t"), ca_bundle=None,
-                 server="unknown", owned=False)
-"""
-
-
 def test_load_against_an_external_stack_needs_explicit_permission(pytester: pytest.Pytester) -> None:
-    pytester.makeconftest(EXTERNAL_STACK_CONFTEST)
+    pytester.makeconftest(calibration.EXTERNAL_STACK_CONFTEST)
     pytester.makeini(RELAXED_HEALTH)
     pytester.makepyfile(
         test_ext=f"""

@@ -103,19 +103,8 @@ def test_db_queries_per_request_threshold_decides_the_test(
     assert verdict["observed"] == pytest.approx(derived["db_queries_per_request"])
 
 
-EXTERNAL = """
-import pytest
-from pytest_certload.stack.model import Secret, Stack
-
-@pytest.fixture(scope="session")
-def certload_stack():
-    return Stack(kind="external", certctl_url="https://127.0.0.1:9", token=Secret("t"), ca_bundle=None,
-                 server="unknown", owned=False)
-"""
-
-
 def test_external_stack_without_dsn_is_na_never_guessed(pytester: pytest.Pytester):
-    pytester.makeconftest(EXTERNAL)
+    pytester.makeconftest(calibration.EXTERNAL_STACK_CONFTEST)
     pytester.makeini(RELAXED_HEALTH)
     pytester.makepyfile(
         test_ext=f"""
