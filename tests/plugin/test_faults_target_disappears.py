@@ -10,43 +10,29 @@ carry a 0.5 s timeout (the scenario's ``timeout`` option).
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import psutil
 import pytest
 
-import pytest_certload
-
 pytest_plugins = ["pytester"]
 
-REPO = Path(pytest_certload.__file__).resolve().parent.parent
-CALIBRATION = Path(__file__).resolve().parent / "calibration.py"
 PHASE_S, TIMEOUT_S, GRACEFUL_S = 3.0, 0.5, 1.0
 
 CONFTEST = """
-import json, signal, socket, sys
+import json, signal
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
-from pytest_certload.stack.ports import free_port
-from pytest_certload.stack.process import ManagedProcess
+from calibration import start_server  # the inner session runs in this process: tests/plugin is on sys.path
 
 
 @pytest.fixture
 def target(tmp_path):
-    port = free_port()
-    argv = [sys.executable, "CALIBRATION", "--port", str(port)]
-    proc = ManagedProcess("calibration", argv, tmp_path / "cal.log").start()
-
-    def listening():
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-
-    proc.wait_ready(listening, 15, "listening")
-    Path("target.json").write_text(json.dumps({"pid": proc.popen.pid, "port": port}))
-    yield f"http://127.0.0.1:{port}", proc.popen.pid
+    proc, url = start_server(tmp_path)
+    Path("target.json").write_text(json.dumps({"pid": proc.popen.pid, "port": urlsplit(url).port}))
+    yield url, proc.popen.pid
     proc.stop(5, signal.SIGKILL)  # a stopped process cannot act on SIGTERM
 """
 
@@ -114,11 +100,6 @@ def suite(signal_name: str) -> str:
     return text
 
 
-@pytest.fixture(autouse=True)
-def _inner_sessions_use_this_code(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-
-
 def own_sockets_to(port: int) -> list:
     return [c for c in psutil.Process().net_connections(kind="tcp") if c.raddr and c.raddr.port == port]
 
@@ -128,7 +109,7 @@ def own_sockets_to(port: int) -> list:
     [("SIGKILL", {"connection_refused", "connection_error"}), ("SIGSTOP", {"timeout"})],
 )
 def test_a_target_that_disappears_mid_phase(pytester, signal_name, kinds):
-    pytester.makeconftest(CONFTEST.replace("CALIBRATION", str(CALIBRATION)))
+    pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_gone=suite(signal_name))
     children_before = {p.pid for p in psutil.Process().children(recursive=True)}
     result = pytester.runpytest("-p", "no:cacheprovider", "--certload-summary=s.json")
